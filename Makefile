@@ -1,0 +1,22 @@
+# make test  — the whole suite (vet, race detector, fuzz seed corpora replayed)
+# make bench — Go benchmarks
+# make fuzz  — run each fuzz target for FUZZTIME (default 30s)
+GO       ?= go
+FUZZTIME ?= 30s
+
+.PHONY: test bench fuzz build
+
+build:
+	$(GO) build ./...
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 8m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime $(FUZZTIME) ./protocol/authent/
+	$(GO) test -run '^$$' -fuzz FuzzParseFields -fuzztime $(FUZZTIME) ./protocol/authent/
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./directory/password/

@@ -1,0 +1,83 @@
+package directory
+
+import (
+	"fmt"
+	"strings"
+)
+
+// MaxNameLen is the longest accepted user name in bytes.
+const MaxNameLen = 320
+
+// NormalizeName checks a user name against PROTOCOL.md's rules and returns
+// its normalized (lower-case) form, the key it is stored under.
+func NormalizeName(name string) (string, error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return strings.ToLower(name), nil
+}
+
+// ValidateName returns an *InputError saying what is wrong with name, or nil.
+func ValidateName(name string) error {
+	if name == "" {
+		return inputErrorf("empty user name")
+	}
+	if len(name) > MaxNameLen {
+		return inputErrorf("user name longer than %d bytes", MaxNameLen)
+	}
+	ats := 0
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == ' ':
+			return inputErrorf("user name contains a space")
+		case c < 0x20 || c == 0x7f:
+			return inputErrorf("user name contains a control character")
+		case c == '"':
+			return inputErrorf("user name contains a quote")
+		case c == ':':
+			return inputErrorf("user name contains a colon")
+		case c == '@':
+			ats++
+		}
+	}
+	if ats > 1 {
+		return inputErrorf("user name contains more than one @")
+	}
+	return nil
+}
+
+// ValidateField returns an *InputError if f cannot be stored and written
+// back as label="value".
+func ValidateField(f Field) error {
+	if f.Label == "" {
+		return inputErrorf("empty field label")
+	}
+	for i := 0; i < len(f.Label); i++ {
+		c := f.Label[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return inputErrorf("bad field label %q", f.Label)
+		}
+	}
+	if strings.ContainsAny(f.Value, "\"\r\n\x00") {
+		return inputErrorf("bad value for %s", f.Label)
+	}
+	return nil
+}
+
+// Domain returns the part of a name after '@', or "".
+func Domain(name string) string {
+	if i := strings.IndexByte(name, '@'); i >= 0 {
+		return name[i+1:]
+	}
+	return ""
+}
+
+// InputError is a request that can never succeed as written. Its message
+// says what was wrong and is safe to send to the client.
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return e.Msg }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{Msg: fmt.Sprintf(format, args...)}
+}

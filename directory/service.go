@@ -1,0 +1,206 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tohost/tohost/directory/password"
+)
+
+// Service is the directory as the protocol front ends see it. It validates
+// input, hashes and verifies passwords, and keeps the verification cache
+// consistent with writes; the Store behind it holds the truth.
+type Service struct {
+	store  Store
+	scheme password.Scheme
+	verify *password.VerifyCache
+	now    func() time.Time
+}
+
+// Config configures a Service.
+type Config struct {
+	// Scheme hashes new cleartext passwords (default ARGON2ID).
+	Scheme password.Scheme
+	// VerifyCacheSize and VerifyCacheTTL bound the cache of successful
+	// password verifications (defaults 100,000 entries, 2 minutes; a
+	// size below 0 disables it).
+	VerifyCacheSize int
+	VerifyCacheTTL  time.Duration
+}
+
+// NewService returns a Service over store.
+func NewService(store Store, cfg Config) *Service {
+	if cfg.Scheme == "" {
+		cfg.Scheme = password.DefaultScheme
+	}
+	if cfg.VerifyCacheSize == 0 {
+		cfg.VerifyCacheSize = 100_000
+	}
+	if cfg.VerifyCacheTTL == 0 {
+		cfg.VerifyCacheTTL = 2 * time.Minute
+	}
+	s := &Service{store: store, scheme: cfg.Scheme, now: time.Now}
+	if cfg.VerifyCacheSize > 0 {
+		s.verify = password.NewVerifyCache(cfg.VerifyCacheSize, cfg.VerifyCacheTTL)
+	}
+	return s
+}
+
+// Store returns the store the service reads and writes.
+func (s *Service) Store() Store { return s.store }
+
+// Lookup returns the user called name.
+func (s *Service) Lookup(ctx context.Context, name string) (*User, error) {
+	key, err := NormalizeName(name)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Get(ctx, key)
+}
+
+// Check verifies name's password and returns the user. Unknown users, wrong
+// passwords and refused account states all give ErrBadCredentials; a stored
+// hash that cannot be read is logged by the caller as an error, and also
+// refuses the login.
+func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
+	u, err := s.Lookup(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ok bool
+	if s.verify != nil {
+		ok, err = s.verify.Verify(u.Name, u.Password, pass)
+	} else {
+		ok, err = password.Verify(u.Password, pass)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: user %s: %v", ErrBadCredentials, u.Name, err)
+	}
+	if !ok || !u.LoginAllowed() {
+		return nil, ErrBadCredentials
+	}
+	return u, nil
+}
+
+// Set creates the user or updates it. pass "" keeps the current password
+// (refused for a new user); a password with a known {SCHEME} prefix is
+// stored as given, anything else is hashed with the configured scheme.
+// fields are merged with MergeFields. It reports whether the user was new.
+func (s *Service) Set(ctx context.Context, name, pass string, fields []Field) (created bool, err error) {
+	key, err := NormalizeName(name)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range fields {
+		if err := ValidateField(f); err != nil {
+			return false, err
+		}
+	}
+	hash, err := s.storedPassword(pass)
+	if err != nil {
+		return false, err
+	}
+	now := s.now()
+	_, err = s.store.Update(ctx, key, func(old *User) (*User, error) {
+		created = old == nil
+		if old == nil {
+			if hash == "" {
+				return nil, inputErrorf("a new user needs a password, not (NULL)")
+			}
+			old = &User{Name: key, Display: name, Created: now}
+		}
+		u := *old
+		if hash != "" {
+			u.Password = hash
+		}
+		u.Fields = MergeFields(old.Fields, fields)
+		u.Updated = now
+		u.Version++
+		return &u, nil
+	})
+	s.forget(key)
+	return created, err
+}
+
+// storedPassword turns a client's password into what is stored.
+func (s *Service) storedPassword(pass string) (string, error) {
+	if pass == "" || password.HasScheme(pass) {
+		return pass, nil
+	}
+	h, err := password.Hash(s.scheme, pass)
+	if err != nil {
+		return "", fmt.Errorf("hashing password: %w", err)
+	}
+	return h, nil
+}
+
+// Delete removes the user.
+func (s *Service) Delete(ctx context.Context, name string) error {
+	key, err := NormalizeName(name)
+	if err != nil {
+		return err
+	}
+	err = s.store.Delete(ctx, key)
+	s.forget(key)
+	return err
+}
+
+// Rename gives a user a new name, keeping password and fields.
+func (s *Service) Rename(ctx context.Context, oldName, newName string) error {
+	oldKey, err := NormalizeName(oldName)
+	if err != nil {
+		return err
+	}
+	newKey, err := NormalizeName(newName)
+	if err != nil {
+		return err
+	}
+	err = s.store.Rename(ctx, oldKey, newKey, newName)
+	s.forget(oldKey)
+	s.forget(newKey)
+	return err
+}
+
+// Search streams the display names of users matching pattern, in name
+// order, skipping the first from matches and stopping after max (max < 0:
+// no limit). It returns how many names were passed to fn.
+func (s *Service) Search(ctx context.Context, pattern string, from, max int, fn func(display string) error) (int, error) {
+	if max == 0 {
+		return 0, nil
+	}
+	seen, sent := 0, 0
+	err := s.store.Search(ctx, NewMatch(pattern), func(u *User) error {
+		seen++
+		if seen <= from {
+			return nil
+		}
+		if err := fn(u.Display); err != nil {
+			return err
+		}
+		sent++
+		if max > 0 && sent >= max {
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return sent, err
+}
+
+var errStop = errors.New("stop")
+
+// Count returns the number of users.
+func (s *Service) Count(ctx context.Context) (int64, error) { return s.store.Count(ctx) }
+
+func (s *Service) forget(key string) {
+	if s.verify != nil {
+		s.verify.Forget(key)
+	}
+}

@@ -1,0 +1,256 @@
+// Package bolt is the embedded Store: every user in one bbolt file. It is
+// the default when no database is configured. Writes from concurrent
+// requests share one transaction and one fsync (bbolt's Batch), so an
+// acknowledged write is durable without costing an fsync per user.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/tohost/tohost/directory"
+)
+
+var (
+	bucketUsers = []byte("users")
+	bucketMeta  = []byte("meta")
+	keyCount    = []byte("count")
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "tohost.db"
+
+// searchChunk is how many users one read transaction of Search visits.
+// Search reopens its transaction between chunks: a long-lived bbolt read
+// transaction would block the writers whenever the file has to grow.
+const searchChunk = 1000
+
+// Store is the bbolt-backed directory.Store.
+type Store struct {
+	db *bbolt.DB
+}
+
+// Open opens (or creates) the store in dir.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:         2 * time.Second, // another process holds the file lock
+		NoFreelistSync:  true,            // faster commits; the freelist is rebuilt on open
+		FreelistType:    bbolt.FreelistMapType,
+		InitialMmapSize: 1 << 30, // fewer remaps, which wait for all readers
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.MaxBatchDelay = 2 * time.Millisecond
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketUsers, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Get implements directory.Store.
+func (s *Store) Get(_ context.Context, name string) (*directory.User, error) {
+	var u *directory.User
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		u, err = getUser(tx, name)
+		return err
+	})
+	return u, err
+}
+
+// Update implements directory.Store.
+func (s *Store) Update(_ context.Context, name string, fn directory.UpdateFunc) (*directory.User, error) {
+	var result *directory.User
+	err := s.batch(func(tx *bbolt.Tx) error {
+		old, err := getUser(tx, name)
+		if err != nil && !errors.Is(err, directory.ErrNotFound) {
+			return err
+		}
+		u, err := fn(old)
+		if err != nil {
+			return err
+		}
+		if err := putUser(tx, u); err != nil {
+			return err
+		}
+		if old == nil {
+			addCount(tx, 1)
+		}
+		result = u
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// Delete implements directory.Store.
+func (s *Store) Delete(_ context.Context, name string) error {
+	return s.batch(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketUsers)
+		if b.Get([]byte(name)) == nil {
+			return directory.ErrNotFound
+		}
+		addCount(tx, -1)
+		return b.Delete([]byte(name))
+	})
+}
+
+// Rename implements directory.Store.
+func (s *Store) Rename(_ context.Context, oldName, newName, newDisplay string) error {
+	return s.batch(func(tx *bbolt.Tx) error {
+		u, err := getUser(tx, oldName)
+		if err != nil {
+			return err
+		}
+		if oldName != newName && tx.Bucket(bucketUsers).Get([]byte(newName)) != nil {
+			return directory.ErrExists
+		}
+		if err := tx.Bucket(bucketUsers).Delete([]byte(oldName)); err != nil {
+			return err
+		}
+		u.Name, u.Display = newName, newDisplay
+		u.Updated = time.Now()
+		u.Version++
+		return putUser(tx, u)
+	})
+}
+
+// Search implements directory.Store, reading searchChunk users per
+// transaction and seeking to the pattern's literal prefix.
+func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*directory.User) error) error {
+	prefix := []byte(m.Prefix())
+	for next := prefix; ; {
+		var batch []*directory.User
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			var err error
+			batch, next, err = scanChunk(tx, m, prefix, next)
+			return err
+		})
+		if err != nil {
+			return unavailable(err)
+		}
+		for _, u := range batch {
+			if err := fn(u); err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// scanChunk visits up to searchChunk keys from start and returns the
+// matching users and the key to resume at (nil at the end).
+func scanChunk(tx *bbolt.Tx, m directory.Match, prefix, start []byte) ([]*directory.User, []byte, error) {
+	var out []*directory.User
+	c := tx.Bucket(bucketUsers).Cursor()
+	k, v := c.Seek(start)
+	for n := 0; k != nil && bytes.HasPrefix(k, prefix); n++ {
+		if n == searchChunk {
+			return out, append([]byte(nil), k...), nil
+		}
+		if m.Matches(string(k)) {
+			u := new(directory.User)
+			if err := u.UnmarshalBinary(v); err != nil {
+				return nil, nil, fmt.Errorf("user %q: %w", k, err)
+			}
+			out = append(out, u)
+		}
+		k, v = c.Next()
+	}
+	return out, nil, nil
+}
+
+// Count implements directory.Store from a counter kept by every write.
+func (s *Store) Count(context.Context) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		n = readCount(tx)
+		return nil
+	})
+	return n, err
+}
+
+// batch runs fn in a shared write transaction. Errors of the directory
+// (not found, bad input) pass through; anything else is a storage failure.
+func (s *Store) batch(fn func(*bbolt.Tx) error) error {
+	err := s.db.Batch(fn)
+	if err == nil || isDirectoryError(err) {
+		return err
+	}
+	return unavailable(err)
+}
+
+func isDirectoryError(err error) bool {
+	var in *directory.InputError
+	return errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrExists) || errors.As(err, &in)
+}
+
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, directory.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", directory.ErrUnavailable, err)
+}
+
+func getUser(tx *bbolt.Tx, name string) (*directory.User, error) {
+	v := tx.Bucket(bucketUsers).Get([]byte(name))
+	if v == nil {
+		return nil, directory.ErrNotFound
+	}
+	u := new(directory.User)
+	if err := u.UnmarshalBinary(v); err != nil {
+		return nil, unavailable(fmt.Errorf("user %q: %w", name, err))
+	}
+	return u, nil
+}
+
+func putUser(tx *bbolt.Tx, u *directory.User) error {
+	return tx.Bucket(bucketUsers).Put([]byte(u.Name), u.AppendBinary(nil))
+}
+
+func readCount(tx *bbolt.Tx) int64 {
+	v := tx.Bucket(bucketMeta).Get(keyCount)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func addCount(tx *bbolt.Tx, d int64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(readCount(tx)+d))
+	// Put only fails on a read-only tx or bad key, neither possible here.
+	_ = tx.Bucket(bucketMeta).Put(keyCount, b[:])
+}

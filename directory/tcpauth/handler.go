@@ -1,0 +1,195 @@
+package tcpauth
+
+import (
+	"errors"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/protocol/authent"
+)
+
+// handle renders the reply to one parsed, permitted request into rep.
+func (c *conn) handle(req *authent.Request, rep *authent.Reply) {
+	start := time.Now()
+	outcome := outcomeOK
+	switch req.Cmd {
+	case authent.Lookup:
+		outcome = c.lookup(req, rep)
+	case authent.Check:
+		outcome = c.check(req, rep)
+	case authent.Set:
+		outcome = c.set(req, rep)
+	case authent.Del:
+		outcome = c.del(req, rep)
+	case authent.Rename:
+		outcome = c.rename(req, rep)
+	case authent.Search:
+		outcome = c.search(req, rep)
+	case authent.Auth:
+		outcome = c.auth(req, rep)
+	case authent.Version:
+		rep.OK("tohost " + c.srv.cfg.Version)
+	case authent.Help:
+		for _, h := range helpLines {
+			rep.Data(h)
+		}
+		rep.OK("")
+	case authent.Ping:
+		rep.OK("pong")
+	case authent.Exit, authent.Quit:
+		rep.OK("")
+	}
+	c.srv.cfg.Metrics.observe(req.Cmd, outcome, time.Since(start))
+}
+
+var helpLines = []string{
+	"check <user> <password> [<client-ip>]",
+	"lookup <user>",
+	"set <user> <password>|(NULL) [label=\"value\" ...]",
+	"del <user>",
+	"rename <old> <new>",
+	"search <pattern> [-from <n>] [-max <m>]",
+	"auth <secret>",
+	"ping",
+	"version",
+	"help",
+	"exit",
+	"quit",
+}
+
+func (c *conn) lookup(req *authent.Request, rep *authent.Reply) outcome {
+	u, err := c.srv.svc.Lookup(c.ctx, req.User)
+	if err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			rep.ErrUser(req.User, "does not exist")
+			return outcomeErr
+		}
+		return c.failed(req, rep, err)
+	}
+	writeUser(rep, req.User, u)
+	return outcomeOK
+}
+
+func (c *conn) check(req *authent.Request, rep *authent.Reply) outcome {
+	if req.IP != "" {
+		if _, err := netip.ParseAddr(req.IP); err != nil {
+			if _, err := netip.ParseAddrPort(req.IP); err != nil {
+				rep.Err("bad client ip")
+				return outcomeErr
+			}
+		}
+	}
+	u, err := c.srv.svc.Check(c.ctx, req.User, req.Password)
+	if err != nil {
+		var in *directory.InputError
+		if errors.Is(err, directory.ErrBadCredentials) || errors.As(err, &in) {
+			if err != directory.ErrBadCredentials && in == nil {
+				// A stored hash that cannot be read: the admin must know.
+				c.srv.log.Error("check refused", "user", req.User, "err", err)
+			}
+			rep.ErrUser(req.User, "password wrong or not a valid user")
+			return outcomeErr
+		}
+		return c.failed(req, rep, err)
+	}
+	writeUser(rep, req.User, u)
+	return outcomeOK
+}
+
+func writeUser(rep *authent.Reply, name string, u *directory.User) {
+	rep.BeginUser(name)
+	for _, f := range u.Fields {
+		rep.AddField(f.Label, f.Value)
+	}
+	rep.EndLine()
+}
+
+func (c *conn) set(req *authent.Request, rep *authent.Reply) outcome {
+	fields := make([]directory.Field, len(req.Fields))
+	for i, f := range req.Fields {
+		fields[i] = directory.Field{Label: f.Label, Value: f.Value}
+	}
+	if _, err := c.srv.svc.Set(c.ctx, req.User, req.Password, fields); err != nil {
+		return c.failed(req, rep, err)
+	}
+	rep.OK(req.User + " added to database")
+	return outcomeOK
+}
+
+func (c *conn) del(req *authent.Request, rep *authent.Reply) outcome {
+	if err := c.srv.svc.Delete(c.ctx, req.User); err != nil {
+		if errors.Is(err, directory.ErrNotFound) {
+			rep.ErrUser(req.User, "does not exist")
+			return outcomeErr
+		}
+		return c.failed(req, rep, err)
+	}
+	rep.OK(req.User + " deleted")
+	return outcomeOK
+}
+
+func (c *conn) rename(req *authent.Request, rep *authent.Reply) outcome {
+	err := c.srv.svc.Rename(c.ctx, req.User, req.NewUser)
+	switch {
+	case err == nil:
+		rep.OK(req.NewUser + " renamed")
+		return outcomeOK
+	case errors.Is(err, directory.ErrNotFound):
+		rep.ErrUser(req.User, "does not exist")
+		return outcomeErr
+	case errors.Is(err, directory.ErrExists):
+		rep.ErrUser(req.NewUser, "already exists")
+		return outcomeErr
+	}
+	return c.failed(req, rep, err)
+}
+
+// search streams one +DATA line per match. It runs only in the reader
+// goroutine with mu held, so it may move rep's lines into the output
+// buffer as it goes instead of building the whole answer in memory.
+func (c *conn) search(req *authent.Request, rep *authent.Reply) outcome {
+	n, err := c.srv.svc.Search(c.ctx, req.Pattern, req.From, req.Max, func(name string) error {
+		rep.Data(name)
+		if len(rep.Buf) >= 8<<10 {
+			c.write(rep.Buf)
+			rep.Buf = c.w.AvailableBuffer()
+		}
+		return c.werr // a client that went away stops the search
+	})
+	if err != nil {
+		return c.failed(req, rep, err)
+	}
+	total, err := c.srv.svc.Count(c.ctx)
+	if err != nil {
+		return c.failed(req, rep, err)
+	}
+	rep.OK("Search Complete " + strconv.Itoa(n) + " items found out of " + strconv.FormatInt(total, 10))
+	return outcomeOK
+}
+
+func (c *conn) auth(req *authent.Request, rep *authent.Reply) outcome {
+	if !c.srv.secretOK(req.Secret) {
+		c.srv.log.Warn("tcpauth auth failed", "client", c.nc.RemoteAddr().String())
+		rep.Err("authentication failed")
+		return outcomeErr
+	}
+	c.authed, c.admin = true, true
+	rep.OK("")
+	return outcomeOK
+}
+
+// failed answers an error that is not the request's own expected "no":
+// bad input gets -ERR with the reason, anything else -DEAD, because a mail
+// server takes -ERR for "no such user" and would bounce mail.
+func (c *conn) failed(req *authent.Request, rep *authent.Reply, err error) outcome {
+	var in *directory.InputError
+	if errors.As(err, &in) {
+		rep.Err(in.Msg)
+		return outcomeErr
+	}
+	c.srv.log.Error("tcpauth request failed", "command", req.Cmd.String(), "user", req.User, "err", err)
+	rep.Dead("directory unavailable")
+	return outcomeDead
+}
