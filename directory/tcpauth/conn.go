@@ -32,12 +32,12 @@ type conn struct {
 	werr  error
 	queue []*op // writes in request order, not yet written out
 
-	writes  sync.WaitGroup    // writes in progress
-	slots   chan struct{}     // caps writes in progress
-	last    map[string]*op    // the latest write per user, for ordering
-	scratch authent.Reply     // reply buffer of the reader
-	ctx     context.Context   // for store calls; survives shutdown
-	idleAt  time.Time         // when the read deadline was last pushed
+	writes  sync.WaitGroup  // writes in progress
+	slots   chan struct{}   // caps writes in progress
+	last    map[string]*op  // the latest write per user, for ordering
+	scratch authent.Reply   // reply buffer of the reader
+	ctx     context.Context // for store calls; survives shutdown
+	idleAt  time.Time       // when the read deadline was last pushed
 }
 
 // op is one write in progress.
