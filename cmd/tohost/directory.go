@@ -18,6 +18,7 @@ import (
 
 	"github.com/tohost/tohost/adminhttp"
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/cache"
 	"github.com/tohost/tohost/directory/password"
 	"github.com/tohost/tohost/directory/store/bolt"
 	"github.com/tohost/tohost/directory/tcpauth"
@@ -38,6 +39,8 @@ type directoryFlags struct {
 	passwordScheme  string
 	verifyCacheSize int
 	verifyCacheTTL  time.Duration
+	cacheSize       int
+	negativeTTL     time.Duration
 	logLevel        string
 }
 
@@ -68,6 +71,8 @@ func newDirectoryCmd() *cobra.Command {
 	fl.StringVar(&f.passwordScheme, "password-scheme", "ARGON2ID", "scheme for new passwords: ARGON2ID, BLF-CRYPT, CRYPT (sha512-crypt), SSHA512, SSHA256, SSHA, ...")
 	fl.IntVar(&f.verifyCacheSize, "verify-cache-size", 100000, "successful password checks remembered (0: default, -1: off)")
 	fl.DurationVar(&f.verifyCacheTTL, "verify-cache-ttl", 2*time.Minute, "how long a successful password check is remembered")
+	fl.IntVar(&f.cacheSize, "cache-size", 1_000_000, "users kept in the in-process cache")
+	fl.DurationVar(&f.negativeTTL, "negative-ttl", 30*time.Second, "how long an unknown name is remembered (0: not at all)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -85,15 +90,18 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 	if err != nil {
 		return fmt.Errorf("--password-scheme: %w", err)
 	}
-	store, err := bolt.Open(f.dataDir)
+	st, err := bolt.Open(f.dataDir)
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	// Every write passes through this process, so the cache needs no TTL.
+	store := cache.NewLocal(st, cache.LocalOptions{
+		Size: f.cacheSize, NegativeTTL: f.negativeTTL, Metrics: cache.NewMetrics(reg)})
 	defer store.Close()
 	svc := directory.NewService(store, directory.Config{
 		Scheme: scheme, VerifyCacheSize: f.verifyCacheSize, VerifyCacheTTL: f.verifyCacheTTL})
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(usersGauge(svc))
 	cfg.Metrics = tcpauth.NewMetrics(reg)

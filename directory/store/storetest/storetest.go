@@ -215,10 +215,18 @@ func testSearchStop(t *testing.T, s directory.Store) {
 }
 
 func testSearchLarge(t *testing.T, s directory.Store) {
-	const n = 2500 // more than one internal chunk in chunked stores
-	for i := 0; i < n; i++ {
-		put(t, s, fmt.Sprintf("user%05d@big.example", i))
+	const n, workers = 2500, 25 // more than one internal chunk in chunked stores
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				put(t, s, fmt.Sprintf("user%05d@big.example", i))
+			}
+		}(w)
 	}
+	wg.Wait()
 	got := names(t, s, "user*@big.example")
 	if len(got) != n {
 		t.Fatalf("search returned %d users, want %d", len(got), n)

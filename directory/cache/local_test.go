@@ -1,0 +1,188 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/store/bolt"
+	"github.com/tohost/tohost/directory/store/storetest"
+)
+
+// countingStore counts the reads that reach the store.
+type countingStore struct {
+	directory.Store
+	gets atomic.Int64
+}
+
+func (s *countingStore) Get(ctx context.Context, name string) (*directory.User, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, name)
+}
+
+func newBolt(t *testing.T) *countingStore {
+	st, err := bolt.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &countingStore{Store: st}
+}
+
+func TestLocalConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) directory.Store {
+		return NewLocal(newBolt(t), LocalOptions{Size: 100, NegativeTTL: time.Minute})
+	})
+}
+
+var ctx = context.Background()
+
+func set(t *testing.T, s directory.Store, name, tohost string) {
+	t.Helper()
+	_, err := s.Update(ctx, name, func(*directory.User) (*directory.User, error) {
+		return &directory.User{Name: name, Display: name, Fields: []directory.Field{{Label: "tohost", Value: tohost}}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLocalHitsAndInvalidation(t *testing.T) {
+	next := newBolt(t)
+	c := NewLocal(next, LocalOptions{Size: 1000, NegativeTTL: time.Minute})
+	defer c.Close()
+	set(t, c, "a@x", "h1")
+	for i := 0; i < 5; i++ {
+		u, err := c.Get(ctx, "a@x")
+		if err != nil || u.Tohost() != "h1" {
+			t.Fatalf("get: %v %v", u, err)
+		}
+	}
+	if n := next.gets.Load(); n != 1 {
+		t.Fatalf("store reads = %d, want 1", n)
+	}
+	set(t, c, "a@x", "h2") // a write through the cache drops the entry
+	if u, _ := c.Get(ctx, "a@x"); u.Tohost() != "h2" {
+		t.Fatalf("after write: tohost %q", u.Tohost())
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := c.Get(ctx, "nobody@x"); !errors.Is(err, directory.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	if n := next.gets.Load(); n != 3 {
+		t.Fatalf("store reads = %d, want 3 (misses cached)", n)
+	}
+	set(t, c, "nobody@x", "h3") // creating a cached miss drops it
+	if u, err := c.Get(ctx, "nobody@x"); err != nil || u.Tohost() != "h3" {
+		t.Fatalf("created user: %v %v", u, err)
+	}
+	if err := c.Delete(ctx, "a@x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "a@x"); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+}
+
+func TestLocalTTL(t *testing.T) {
+	next := newBolt(t)
+	c := NewLocal(next, LocalOptions{Size: 10, TTL: 100 * time.Millisecond})
+	defer c.Close()
+	set(t, next, "a@x", "h1") // written behind the cache's back
+	c.Get(ctx, "a@x")
+	set(t, next, "a@x", "h2")
+	if u, _ := c.Get(ctx, "a@x"); u.Tohost() != "h1" {
+		t.Fatalf("expected the cached value before the TTL, got %q", u.Tohost())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if u, _ := c.Get(ctx, "a@x"); u.Tohost() != "h2" {
+		t.Fatalf("after TTL: %q", u.Tohost())
+	}
+}
+
+func TestLocalBoundAndFlush(t *testing.T) {
+	next := newBolt(t)
+	c := NewLocal(next, LocalOptions{Size: shardCount * 2})
+	defer c.Close()
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				c.Get(ctx, fmt.Sprintf("u%d@x", i)) // misses are not cached: NegativeTTL 0
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < 1000; i++ {
+		set(t, next, fmt.Sprintf("u%d@x", i), "h")
+		c.Get(ctx, fmt.Sprintf("u%d@x", i))
+	}
+	if n := c.Len(); n > shardCount*2 || n == 0 {
+		t.Fatalf("cache holds %d entries, bound %d", n, shardCount*2)
+	}
+	c.Flush()
+	if n := c.Len(); n != 0 {
+		t.Fatalf("after flush: %d entries", n)
+	}
+}
+
+// TestLocalNoStaleFill: a read that started before a write must not put
+// the old value back after the write invalidated it.
+func TestLocalNoStaleFill(t *testing.T) {
+	next := newBolt(t)
+	slow := &slowStore{countingStore: next, gate: make(chan struct{}), started: make(chan struct{})}
+	c := NewLocal(slow, LocalOptions{Size: 100})
+	defer c.Close()
+	set(t, next, "a@x", "old")
+	done := make(chan struct{})
+	go func() { c.Get(ctx, "a@x"); close(done) }()
+	<-slow.started
+	set(t, c, "a@x", "new")
+	close(slow.gate)
+	<-done
+	if u, _ := c.Get(ctx, "a@x"); u.Tohost() != "new" {
+		t.Fatalf("stale value cached: %q", u.Tohost())
+	}
+}
+
+type slowStore struct {
+	*countingStore
+	gate, started chan struct{}
+	once          sync.Once
+}
+
+func (s *slowStore) Get(ctx context.Context, name string) (*directory.User, error) {
+	u, err := s.countingStore.Get(ctx, name)
+	s.once.Do(func() { close(s.started); <-s.gate })
+	return u, err
+}
+
+func BenchmarkLocalHit(b *testing.B) {
+	st, err := bolt.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := NewLocal(st, LocalOptions{Size: 1000})
+	defer c.Close()
+	_, err = c.Update(ctx, "a@x", func(*directory.User) (*directory.User, error) {
+		return &directory.User{Name: "a@x"}, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Get(ctx, "a@x"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
