@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tohost/tohost/bench"
+)
+
+type benchFlags struct {
+	mode        string
+	addr        string
+	conns       int
+	depth       int
+	duration    time.Duration
+	count       int
+	users       int
+	first       int
+	miss        float64
+	seed        int64
+	timeout     time.Duration
+	verifyHost  bool
+	acceptAny   bool
+	reply       string
+	procs       int
+	allowRemote bool
+}
+
+func init() { root.AddCommand(newBenchCmd()) }
+
+func newBenchCmd() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Checked load generator for the authent protocol (lookup, check, set), and the echo server to compare with",
+		Long: `bench drives a directory over the authent protocol with --conns connections,
+each keeping --depth requests in flight, for users of the deterministic benchmark
+population (userNNNNNNN@domainDD.example, as /work/shared/bench/gen writes them).
+Every answer is verified; a wrong answer, -DEAD, transport error or timeout is an
+error, and any error makes the exit status non-zero. It prints one summary line:
+
+  mode=lookup c=16 depth=1 requests=N errors=0 elapsed_s=.. rps=.. p50_us=.. p99_us=.. p999_us=.. client_cpu=..%
+
+Modes: lookup, check (--miss: that fraction asks for unknown users / wrong
+passwords, which must be refused), set (writes users --first .. --first+--users-1
+once each: loads a directory and measures durable writes/s; runs until all are
+written unless --duration is given), echo-server (serves the bare line-echo
+server on --addr until interrupted: the physical limit to compare with; bench it
+with --mode lookup --accept-any).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if f.procs > 0 {
+				runtime.GOMAXPROCS(f.procs)
+			}
+			if !f.allowRemote {
+				if err := bench.CheckLoopback(ctx, f.addr); err != nil {
+					return fmt.Errorf("--addr: %w (use --allow-remote)", err)
+				}
+			}
+			if f.mode == "echo-server" {
+				ln, err := net.Listen("tcp", f.addr)
+				if err != nil {
+					return fmt.Errorf("--addr: %w", err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "tohost bench: echo server on %s, replying %q\n", ln.Addr(), f.reply)
+				return bench.ServeEcho(ctx, ln, f.reply)
+			}
+			d := f.duration
+			_, durationFromEnv := os.LookupEnv("TOHOST_DURATION")
+			if f.mode == bench.ModeSet && !cmd.Flags().Changed("duration") && !durationFromEnv {
+				d = 0 // set: until every user is written
+			}
+			res, err := bench.Run(ctx, bench.Config{
+				Addr: f.addr, Mode: f.mode, Conns: f.conns, Depth: f.depth, Duration: d, Count: f.count,
+				Users: f.users, First: f.first, Miss: f.miss, Seed: f.seed, Timeout: f.timeout,
+				VerifyHost: f.verifyHost, AcceptAny: f.acceptAny, Log: cmd.ErrOrStderr(),
+			})
+			if res.Mode != "" { // the run took place
+				fmt.Fprintln(cmd.OutOrStdout(), res)
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set or echo-server")
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "directory address (echo-server: listen address)")
+	fl.IntVarP(&f.conns, "conns", "c", 16, "connections, one goroutine each")
+	fl.IntVar(&f.depth, "depth", 1, "requests in flight per connection (pipelining depth; 1 = none)")
+	fl.DurationVarP(&f.duration, "duration", "d", 10*time.Second, "run duration (0 = no time limit; set: no limit unless given)")
+	fl.IntVarP(&f.count, "count", "n", 0, "total requests (0 = no count limit)")
+	fl.IntVar(&f.users, "users", 100000, "users are drawn from [--first, --first+--users)")
+	fl.IntVar(&f.first, "first", 0, "index of the first user")
+	fl.Float64Var(&f.miss, "miss", 0, "lookup/check: fraction of requests for unknown users / wrong passwords (must get -ERR)")
+	fl.Int64Var(&f.seed, "seed", 1, "random seed (connection k uses the stream seed,k)")
+	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "per-request timeout (a watchdog closes the connection)")
+	fl.BoolVar(&f.verifyHost, "verify-host", false, "lookup/check: the +OK line must carry the user's tohost field")
+	fl.BoolVar(&f.acceptAny, "accept-any", false, "check only +OK/-ERR, not the user name (for the echo server)")
+	fl.StringVar(&f.reply, "reply", "+OK x config 0", "echo-server: the reply to every line (CRLF appended)")
+	fl.IntVar(&f.procs, "procs", 0, "GOMAXPROCS of this process (0 = Go default)")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a non-loopback --addr")
+	return cmd
+}
