@@ -55,6 +55,7 @@ type cacheEntry struct {
 type cacheKeyer struct {
 	mac hash.Hash
 	buf []byte
+	sum []byte // Sum into a pooled slice: a stack array would escape through the interface
 }
 
 // NewVerifyCache returns a cache of at most maxEntries successful
@@ -132,8 +133,8 @@ func (c *VerifyCache) key(user, stored, plain string) cacheKey {
 	}
 	kr.mac.Reset()
 	kr.mac.Write(b)
-	var k cacheKey
-	kr.mac.Sum(k[:0])
+	kr.sum = kr.mac.Sum(kr.sum[:0])
+	k := cacheKey(kr.sum)
 	clear(b) // the buffer held the password
 	kr.buf = b
 	c.keyers.Put(kr)

@@ -40,6 +40,12 @@ const (
 	SchemePlain    Scheme = "PLAIN"     // cleartext
 )
 
+// MaxPasswordLen is the longest password Verify checks and Hash accepts.
+// sha-crypt costs grow with the square of the password length (glibc's
+// too), so a megabyte "password" sent over the wire would pin a CPU for
+// minutes; no real mail password comes near this.
+const MaxPasswordLen = 1024
+
 // DefaultScheme is the scheme a directory should hash new passwords with when
 // nothing is configured: the strongest one Dovecot also understands.
 const DefaultScheme = SchemeArgon2ID
@@ -116,6 +122,7 @@ func HasScheme(s string) bool {
 
 // Verify reports whether plain matches the stored value. See the package
 // comment for the forms stored may take.
+// A password longer than MaxPasswordLen never matches.
 func Verify(stored, plain string) (bool, error) {
 	return defaultLimits.verify(stored, plain)
 }
@@ -126,6 +133,9 @@ func Hash(scheme Scheme, plain string) (string, error) {
 	s, err := ParseScheme(string(scheme))
 	if err != nil {
 		return "", err
+	}
+	if len(plain) > MaxPasswordLen {
+		return "", fmt.Errorf("password: longer than %d bytes", MaxPasswordLen)
 	}
 	var value string
 	switch s {
@@ -200,6 +210,9 @@ func init() {
 }
 
 func (l *limits) verify(stored, plain string) (bool, error) {
+	if len(plain) > MaxPasswordLen {
+		return false, nil
+	}
 	name, value, ok := splitPrefix(stored)
 	if !ok {
 		if kind := bareCryptKind(stored); kind != cryptNone {

@@ -110,7 +110,7 @@ func TestVerifyVectors(t *testing.T) {
 			}
 			for _, wrong := range []string{v.plain + "x", "wrong", "", strings.ToUpper(v.plain)} {
 				if wrong == v.plain || strings.HasPrefix(v.name, "DES only 8") ||
-					(strings.HasPrefix(v.name, "bcrypt 8") && len(wrong) > 72) ||
+					(strings.HasPrefix(v.name, "bcrypt") && len(wrong) > 72) ||
 					(strings.HasPrefix(v.name, "DES") && len(v.plain) >= 8) {
 					continue
 				}
@@ -187,6 +187,19 @@ func TestVerifyErrors(t *testing.T) {
 				t.Errorf("error %q quotes the stored value", err)
 			}
 		})
+	}
+}
+
+func TestVerifyLongPassword(t *testing.T) {
+	long := strings.Repeat("x", MaxPasswordLen+1)
+	for _, stored := range []string{long, "{PLAIN}" + long, "$6$abcdefgh$lp0NsABvypUd0CNFxmLszTOy.Gz4BAtRIsYXPvBGDqKpybtP6RkMLDU0DD6v3vQQTszXNcpu39ozEsGkGMGfV0"} {
+		if ok, err := Verify(stored, long); ok || err != nil {
+			t.Errorf("Verify(%.10q..., %d bytes) = %v, %v; want false, nil", stored, len(long), ok, err)
+		}
+	}
+	ok, err := Verify("{PLAIN}"+long[1:], long[1:])
+	if !ok || err != nil {
+		t.Errorf("Verify of a MaxPasswordLen password = %v, %v", ok, err)
 	}
 }
 
@@ -299,6 +312,9 @@ func TestHashDetails(t *testing.T) {
 	// bcrypt would silently ignore bytes past 72: refuse instead.
 	if _, err := Hash(SchemeBlfCrypt, strings.Repeat("x", 73)); err == nil {
 		t.Error("Hash(BLF-CRYPT, 73 bytes) succeeded")
+	}
+	if _, err := Hash(SchemeSSHA, strings.Repeat("x", MaxPasswordLen+1)); err == nil {
+		t.Error("Hash accepted a password over MaxPasswordLen")
 	}
 	// sha512-crypt: 16-character salt, default rounds (no rounds= field).
 	h, _ := Hash(SchemeCrypt, pw)

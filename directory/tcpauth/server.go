@@ -39,7 +39,7 @@ type Config struct {
 	// over the cap gets -DEAD and is closed, so the client retries later.
 	MaxConns int
 	// MaxInflight caps the writes one connection may have in progress
-	// (default 1024).
+	// (default 4096).
 	MaxInflight int
 	// Version is reported by the `version` command.
 	Version string
@@ -77,7 +77,7 @@ func New(svc *directory.Service, cfg Config) *Server {
 		cfg.MaxConns = 10_000
 	}
 	if cfg.MaxInflight == 0 {
-		cfg.MaxInflight = 1024
+		cfg.MaxInflight = 4096
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

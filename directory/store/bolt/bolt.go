@@ -35,8 +35,19 @@ const searchChunk = 1000
 
 // Store is the bbolt-backed directory.Store.
 type Store struct {
-	db *bbolt.DB
+	db      *bbolt.DB
+	commits chan *write // the group-commit queue, see commitLoop
+	stopped chan struct{}
 }
+
+// write is one queued write transaction function and where its result goes.
+type write struct {
+	fn  func(*bbolt.Tx) error
+	err chan error
+}
+
+// maxGroup bounds the writes one commit takes.
+const maxGroup = 10000
 
 // Open opens (or creates) the store in dir.
 func Open(dir string) (*Store, error) {
@@ -53,7 +64,6 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketUsers, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -66,11 +76,18 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, commits: make(chan *write, maxGroup), stopped: make(chan struct{})}
+	go s.commitLoop()
+	return s, nil
 }
 
-// Close closes the database file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the commit loop and closes the database file. No write may
+// be in progress or start after Close.
+func (s *Store) Close() error {
+	close(s.commits)
+	<-s.stopped
+	return s.db.Close()
+}
 
 // Get implements directory.Store.
 func (s *Store) Get(_ context.Context, name string) (*directory.User, error) {
@@ -202,14 +219,62 @@ func (s *Store) Count(context.Context) (int64, error) {
 	return n, err
 }
 
-// batch runs fn in a shared write transaction. Errors of the directory
-// (not found, bad input) pass through; anything else is a storage failure.
+// batch runs fn in a write transaction shared with the other writes
+// queued meanwhile (group commit: one fsync for all of them), in queue
+// order, and returns once that transaction is durable. fn must return a
+// directory error (not found, exists, bad input) before it changes
+// anything: such an error fails only fn, and the others still commit.
+// Any other error fails the whole group as a storage failure.
 func (s *Store) batch(fn func(*bbolt.Tx) error) error {
-	err := s.db.Batch(fn)
+	w := &write{fn: fn, err: make(chan error, 1)}
+	s.commits <- w
+	err := <-w.err
 	if err == nil || isDirectoryError(err) {
 		return err
 	}
 	return unavailable(err)
+}
+
+// commitLoop is the single writer: it takes every queued write, runs them
+// in one transaction and commits. While a commit waits for the disk, the
+// next group gathers in the queue, so the commit rate follows the disk and
+// the writes per commit follow the load.
+func (s *Store) commitLoop() {
+	defer close(s.stopped)
+	group := make([]*write, 0, maxGroup)
+	results := make([]error, 0, maxGroup)
+	for w := range s.commits {
+		group = append(group[:0], w)
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case w, ok := <-s.commits:
+				if !ok {
+					break gather
+				}
+				group = append(group, w)
+			default:
+				break gather
+			}
+		}
+		results = results[:len(group)]
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			for i, w := range group {
+				results[i] = w.fn(tx)
+				if results[i] != nil && !isDirectoryError(results[i]) {
+					return results[i]
+				}
+			}
+			return nil
+		})
+		for i, w := range group {
+			if err != nil {
+				w.err <- err
+			} else {
+				w.err <- results[i]
+			}
+		}
+	}
 }
 
 func isDirectoryError(err error) bool {
