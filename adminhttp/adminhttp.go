@@ -1,5 +1,6 @@
 // Package adminhttp is the admin HTTP listener every daemon runs:
-// /metrics for Prometheus and /healthz for load balancers and probes.
+// /metrics for Prometheus, /healthz for load balancers and probes, and
+// /debug/pprof for profiles.
 package adminhttp
 
 import (
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +24,11 @@ type Health func(ctx context.Context) error
 func Handler(gather prometheus.Gatherer, health Health) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+	// Profiles, for finding where a busy daemon spends its time. The
+	// listener is loopback-only by default, like every admin endpoint.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()

@@ -18,14 +18,12 @@ import (
 
 	"github.com/tohost/tohost/adminhttp"
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/directory/cache"
 	"github.com/tohost/tohost/directory/password"
-	"github.com/tohost/tohost/directory/store/bolt"
 	"github.com/tohost/tohost/directory/tcpauth"
 )
 
 type directoryFlags struct {
-	dataDir         string
+	store           storeFlags
 	tcpauthAddr     string
 	httpAddr        string
 	allow           []string
@@ -39,8 +37,6 @@ type directoryFlags struct {
 	passwordScheme  string
 	verifyCacheSize int
 	verifyCacheTTL  time.Duration
-	cacheSize       int
-	negativeTTL     time.Duration
 	logLevel        string
 }
 
@@ -50,14 +46,14 @@ func newDirectoryCmd() *cobra.Command {
 	var f directoryFlags
 	cmd := &cobra.Command{
 		Use:   "directory",
-		Short: "Run the user directory (TCPAuth protocol) on the embedded store",
+		Short: "Run the user directory (TCPAuth protocol) on the embedded store or Postgres+Redis",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDirectory(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.dataDir, "data-dir", "./tohost-data", "directory of the embedded store (one bbolt file)")
+	f.store.register(fl)
 	fl.StringVar(&f.tcpauthAddr, "tcpauth-addr", "127.0.0.1:4020", "TCPAuth listen address")
 	fl.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:4080", "admin HTTP listen address (/metrics, /healthz); empty disables")
 	fl.StringSliceVar(&f.allow, "allow", []string{"127.0.0.0/8", "::1/128"}, "networks (CIDR) allowed to connect")
@@ -71,8 +67,6 @@ func newDirectoryCmd() *cobra.Command {
 	fl.StringVar(&f.passwordScheme, "password-scheme", "ARGON2ID", "scheme for new passwords: ARGON2ID, BLF-CRYPT, CRYPT (sha512-crypt), SSHA512, SSHA256, SSHA, ...")
 	fl.IntVar(&f.verifyCacheSize, "verify-cache-size", 100000, "successful password checks remembered (0: default, -1: off)")
 	fl.DurationVar(&f.verifyCacheTTL, "verify-cache-ttl", 2*time.Minute, "how long a successful password check is remembered")
-	fl.IntVar(&f.cacheSize, "cache-size", 1_000_000, "users kept in the in-process cache")
-	fl.DurationVar(&f.negativeTTL, "negative-ttl", 30*time.Second, "how long an unknown name is remembered (0: not at all)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -90,14 +84,11 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 	if err != nil {
 		return fmt.Errorf("--password-scheme: %w", err)
 	}
-	st, err := bolt.Open(f.dataDir)
+	reg := prometheus.NewRegistry()
+	store, err := f.store.open(ctx, log, reg)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	// Every write passes through this process, so the cache needs no TTL.
-	store := cache.NewLocal(st, cache.LocalOptions{
-		Size: f.cacheSize, NegativeTTL: f.negativeTTL, Metrics: cache.NewMetrics(reg)})
 	defer store.Close()
 	svc := directory.NewService(store, directory.Config{
 		Scheme: scheme, VerifyCacheSize: f.verifyCacheSize, VerifyCacheTTL: f.verifyCacheTTL})
@@ -111,17 +102,17 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 	if err != nil {
 		return fmt.Errorf("--tcpauth-addr: %w", err)
 	}
-	log.Info("directory started", "tcpauth", ln.Addr().String(), "store", "bolt", "data_dir", f.dataDir, "version", version)
+	log.Info("directory started", "tcpauth", ln.Addr().String(), "store", store.kind, "version", version)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return tcpauth.New(svc, cfg).Serve(ctx, ln) })
+	g.Go(func() error { return store.run(ctx) })
 	if f.httpAddr != "" {
 		hln, err := net.Listen("tcp", f.httpAddr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("--http-addr: %w", err)
 		}
-		health := func(ctx context.Context) error { _, err := svc.Count(ctx); return err }
-		g.Go(func() error { return adminhttp.Serve(ctx, hln, adminhttp.Handler(reg, health), log) })
+		g.Go(func() error { return adminhttp.Serve(ctx, hln, adminhttp.Handler(reg, store.health), log) })
 	}
 	err = g.Wait()
 	log.Info("directory stopped")

@@ -53,10 +53,13 @@ type shard struct {
 	gen     uint64 // bumped by every invalidation, see load
 }
 
+// entry holds a copy of the user inline (users are immutable once
+// cached), so a hit touches one object less than a pointer to it would.
 type entry struct {
-	user    *directory.User // nil: a known miss
-	expires int64           // coarse-clock nanoseconds; 0: never
-	ref     atomic.Bool     // used since the clock hand last passed
+	ref     atomic.Bool // used since the clock hand last passed
+	missing bool        // a known miss
+	expires int64       // coarse-clock nanoseconds; 0: never
+	user    directory.User
 }
 
 // NewLocal wraps next.
@@ -88,10 +91,10 @@ func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
 	if e != nil && (e.expires == 0 || e.expires > c.clock.now()) {
 		e.ref.Store(true)
 		c.opts.Metrics.hit("local")
-		if e.user == nil {
+		if e.missing {
 			return nil, directory.ErrNotFound
 		}
-		return e.user, nil
+		return &e.user, nil
 	}
 	c.opts.Metrics.miss("local")
 	u, err := c.next.Get(ctx, name)
@@ -120,7 +123,10 @@ func (c *Local) store(s *shard, gen uint64, name string, u *directory.User, ttl 
 	// Entries are immutable once published (readers use them unlocked),
 	// and the key is copied: the caller's name may live in a read buffer.
 	key := string(append([]byte(nil), name...))
-	e := &entry{user: u, expires: exp}
+	e := &entry{expires: exp, missing: u == nil}
+	if u != nil {
+		e.user = *u
+	}
 	if s.entries[name] != nil {
 		s.entries[key] = e
 		return

@@ -22,10 +22,6 @@ type RedisOptions struct {
 	// TTL of a cached user (default 10 minutes) and of a cached unknown
 	// name (default 30 seconds).
 	TTL, NegativeTTL time.Duration
-	// Local is this node's in-process cache: invalidations published by
-	// other nodes are applied to it, and it is flushed when the
-	// subscription was lost (invalidations may have been missed).
-	Local   *Local
 	Logger  *slog.Logger
 	Metrics *Metrics
 }
@@ -57,6 +53,7 @@ type Redis struct {
 	next    directory.Store
 	c       redis.UniversalClient
 	opts    RedisOptions
+	local   *Local // this node's in-process cache, or nil
 	log     *slog.Logger
 	channel string
 
@@ -68,7 +65,19 @@ type Redis struct {
 	overflow bool     // more were lost than pending holds
 }
 
-// NewRedis wraps next. Call Run to receive other nodes' invalidations.
+// NewShared builds a node's cache stack, Local → Redis → next, wired so
+// that invalidations published by other nodes reach the in-process cache
+// and it is flushed when the subscription was lost (invalidations may have
+// been missed). Call Run on the Redis layer to receive them.
+func NewShared(next directory.Store, lo LocalOptions, ro RedisOptions) (*Local, *Redis) {
+	r := NewRedis(next, ro)
+	l := NewLocal(r, lo)
+	r.local = l
+	return l, r
+}
+
+// NewRedis wraps next, with no in-process cache to invalidate (see
+// NewShared).
 func NewRedis(next directory.Store, opts RedisOptions) *Redis {
 	if opts.Prefix == "" {
 		opts.Prefix = "tohost:"
@@ -238,6 +247,9 @@ func (r *Redis) Run(ctx context.Context) error {
 	go r.retryPending(ctx)
 	ps := r.c.Subscribe(ctx, r.channel)
 	defer ps.Close()
+	// Receive blocks in a read that ignores ctx; closing wakes it.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	for {
 		msg, err := ps.Receive(ctx)
 		if ctx.Err() != nil {
@@ -247,8 +259,8 @@ func (r *Redis) Run(ctx context.Context) error {
 		case *redis.Subscription:
 			// Subscribed, or subscribed again after a lost connection:
 			// invalidations may have been missed in between.
-			if r.opts.Local != nil {
-				r.opts.Local.Flush()
+			if r.local != nil {
+				r.local.Flush()
 			}
 			if r.isDown.Swap(false) {
 				r.log.Info("redis available again; in-process cache flushed")
@@ -268,14 +280,14 @@ func (r *Redis) Run(ctx context.Context) error {
 }
 
 func (r *Redis) apply(name string) {
-	if r.opts.Local == nil {
+	if r.local == nil {
 		return
 	}
 	if name == "*" {
-		r.opts.Local.Flush()
+		r.local.Flush()
 		return
 	}
-	r.opts.Local.Invalidate(name)
+	r.local.Invalidate(name)
 }
 
 // retryPending delivers invalidations that failed while Redis was down.

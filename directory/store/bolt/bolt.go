@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -38,6 +39,9 @@ type Store struct {
 	db      *bbolt.DB
 	commits chan *write // the group-commit queue, see commitLoop
 	stopped chan struct{}
+
+	closeMu sync.RWMutex // held shared while queueing a write
+	closed  bool
 }
 
 // write is one queued write transaction function and where its result goes.
@@ -81,10 +85,20 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// Close stops the commit loop and closes the database file. No write may
-// be in progress or start after Close.
+// errClosed answers writes that arrive after Close.
+var errClosed = errors.New("store closed")
+
+// Close lets the queued writes commit, stops the commit loop and closes the
+// database file. Later writes fail with ErrUnavailable.
 func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return nil
+	}
+	s.closed = true
 	close(s.commits)
+	s.closeMu.Unlock()
 	<-s.stopped
 	return s.db.Close()
 }
@@ -227,7 +241,13 @@ func (s *Store) Count(context.Context) (int64, error) {
 // Any other error fails the whole group as a storage failure.
 func (s *Store) batch(fn func(*bbolt.Tx) error) error {
 	w := &write{fn: fn, err: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return unavailable(errClosed)
+	}
 	s.commits <- w
+	s.closeMu.RUnlock()
 	err := <-w.err
 	if err == nil || isDirectoryError(err) {
 		return err

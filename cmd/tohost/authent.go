@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tohost/tohost/protocol/authent"
+)
+
+// dirClientFlags are the flags of a command that talks to a directory
+// over TCP: `authent` and `user`.
+type dirClientFlags struct {
+	directory   string
+	secret      string
+	secretFile  string
+	timeout     time.Duration
+	tls         bool
+	tlsCA       string
+	tlsInsecure bool
+}
+
+func (f *dirClientFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.directory, "directory", "127.0.0.1:4020", "directory address(es) host:port, comma-separated, in failover order")
+	fs.StringVar(&f.secret, "secret", "", "shared secret, sent as \"auth <secret>\" on each new connection (prefer --secret-file)")
+	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the shared secret")
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "timeout of one request")
+	fs.BoolVar(&f.tls, "tls", false, "connect with TLS")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of the CA(s) to trust for the directory's certificate (implies --tls)")
+	fs.BoolVar(&f.tlsInsecure, "tls-insecure", false, "do not verify the directory's certificate (implies --tls)")
+}
+
+func (f *dirClientFlags) useTLS() bool { return f.tls || f.tlsCA != "" || f.tlsInsecure }
+
+// client builds a client from the flags.
+func (f *dirClientFlags) client(conns int, log *slog.Logger) (*authent.Client, error) {
+	var addrs []string
+	for _, a := range strings.Split(f.directory, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	cfg := authent.ClientConfig{
+		Addrs:   addrs,
+		Conns:   conns,
+		Timeout: f.timeout,
+		Secret:  f.secret,
+		Logger:  log,
+	}
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--secret-file: %w", err)
+		}
+		cfg.Secret = strings.TrimRight(string(b), "\r\n")
+	}
+	if f.useTLS() {
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.tlsInsecure}
+		if f.tlsCA != "" {
+			pem, err := os.ReadFile(f.tlsCA)
+			if err != nil {
+				return nil, fmt.Errorf("--tls-ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--tls-ca: no PEM certificate in %s", f.tlsCA)
+			}
+			cfg.TLS.RootCAs = pool
+		}
+	}
+	return authent.NewClient(cfg)
+}
+
+func newAuthentCmd() *cobra.Command {
+	var flags dirClientFlags
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "authent",
+		Short: "Run as a NetWin authent module (g_authent_process) on stdin/stdout, forwarding to a tohost directory",
+		Long: `authent speaks the NetWin authent protocol on stdin/stdout with LF line endings,
+so that SurgeMail or DMail can run it as their authent module. Every request is
+forwarded to a tohost directory over TCP, failing over between the --directory
+addresses; when none answers the request gets -DEAD and the module keeps serving.
+Logs go to stderr only.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			// One request at a time comes from the mail server: one
+			// connection is enough, a second one takes over at once if
+			// the first breaks.
+			c, err := flags.client(2, log)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			log.Info("authent module started", "directory", flags.directory, "tls", flags.useTLS())
+			err = authent.Relay(cmd.Context(), os.Stdin, os.Stdout, c)
+			if errors.Is(err, context.Canceled) {
+				err = nil
+			}
+			log.Info("authent module stopped")
+			return err
+		},
+	}
+	flags.register(cmd.Flags())
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	return cmd
+}
+
+func init() { root.AddCommand(newAuthentCmd()) }

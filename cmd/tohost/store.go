@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/pflag"
+
+	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/cache"
+	"github.com/tohost/tohost/directory/store/bolt"
+	"github.com/tohost/tohost/directory/store/postgres"
+)
+
+// storeFlags choose and configure the store stack: the embedded store, or
+// Postgres with an optional shared Redis cache; always an in-process cache
+// in front.
+type storeFlags struct {
+	dataDir     string
+	postgres    string
+	pgMaxConns  int32
+	redis       string
+	redisPrefix string
+	redisTTL    time.Duration
+	cacheSize   int
+	cacheTTL    time.Duration
+	negativeTTL time.Duration
+}
+
+func (f *storeFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.dataDir, "data-dir", "./tohost-data", "directory of the embedded store (one bbolt file), used without --postgres")
+	fl.StringVar(&f.postgres, "postgres", "", "PostgreSQL URL (postgres://user@host:5432/db); replaces the embedded store")
+	fl.Int32Var(&f.pgMaxConns, "postgres-max-conns", 0, "PostgreSQL connection pool size (0: max(4, CPUs))")
+	fl.StringVar(&f.redis, "redis", "", "Redis URL (redis://host:6379/0) of the cache shared by all directory nodes")
+	fl.StringVar(&f.redisPrefix, "redis-prefix", "tohost:", "prefix of every Redis key and of the invalidation channel")
+	fl.DurationVar(&f.redisTTL, "redis-ttl", 10*time.Minute, "how long a user stays in Redis")
+	fl.IntVar(&f.cacheSize, "cache-size", 1_000_000, "users kept in the in-process cache")
+	fl.DurationVar(&f.cacheTTL, "cache-ttl", 5*time.Minute, "how long a user stays in the in-process cache (0: until evicted or invalidated)")
+	fl.DurationVar(&f.negativeTTL, "negative-ttl", 30*time.Second, "how long an unknown name is remembered (0: not at all)")
+}
+
+// openedStore is the store stack and what runs beside it.
+type openedStore struct {
+	directory.Store
+	kind   string
+	health func(context.Context) error
+	run    func(context.Context) error // the Redis subscription, if any
+}
+
+func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (*openedStore, error) {
+	var next directory.Store
+	o := &openedStore{kind: "bolt", run: func(context.Context) error { return nil }}
+	if f.postgres == "" {
+		if f.redis != "" {
+			return nil, fmt.Errorf("--redis needs --postgres: the embedded store serves one node")
+		}
+		st, err := bolt.Open(f.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		next = st
+		o.health = func(ctx context.Context) error { _, err := st.Count(ctx); return err }
+	} else {
+		st, err := postgres.Open(ctx, f.postgres, postgres.Options{MaxConns: f.pgMaxConns})
+		if err != nil {
+			return nil, err
+		}
+		next, o.kind, o.health = st, "postgres", st.Ping
+	}
+	metrics := cache.NewMetrics(reg)
+	lopts := cache.LocalOptions{Size: f.cacheSize, TTL: f.cacheTTL, NegativeTTL: f.negativeTTL, Metrics: metrics}
+	if f.redis == "" {
+		o.Store = cache.NewLocal(next, lopts)
+		return o, nil
+	}
+	ropts, err := redis.ParseURL(f.redis)
+	if err != nil {
+		next.Close()
+		return nil, fmt.Errorf("--redis: %w", err)
+	}
+	// Short timeouts and no retries: when Redis is slow, the store answers.
+	ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = time.Second, 250*time.Millisecond, 250*time.Millisecond
+	ropts.MaxRetries = -1
+	client := redis.NewClient(ropts)
+	local, shared := cache.NewShared(next, lopts, cache.RedisOptions{Client: client,
+		Prefix: f.redisPrefix, TTL: f.redisTTL, NegativeTTL: f.negativeTTL, Logger: log, Metrics: metrics})
+	o.Store, o.kind = local, o.kind+"+redis"
+	o.run = func(ctx context.Context) error {
+		defer client.Close()
+		return shared.Run(ctx)
+	}
+	return o, nil
+}

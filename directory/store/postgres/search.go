@@ -1,0 +1,93 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tohost/tohost/directory"
+)
+
+// Search reads pages of users by keyset (name > last ORDER BY name LIMIT
+// n): every page is a short query of its own, so a search over millions of
+// users holds no transaction or snapshot open, and a page is read before
+// fn sees it, so a slow client does not pin a pooled connection. The first
+// page is small because most searches want a few names.
+const (
+	firstPage = 100
+	pageSize  = 1000
+)
+
+// The first page starts at the smallest name (>=), later ones after the
+// last name seen (>).
+const (
+	searchFirst = `SELECT ` + columns + ` FROM users WHERE name LIKE $1 AND name >= $2 ORDER BY name LIMIT $3`
+	searchNext  = `SELECT ` + columns + ` FROM users WHERE name LIKE $1 AND name > $2 ORDER BY name LIMIT $3`
+)
+
+// Search implements directory.Store.
+func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*directory.User) error) error {
+	if !storable(m.Pattern) {
+		return nil // stored names are valid UTF-8 without NUL; none matches
+	}
+	pattern := likePattern(m)
+	q, after, limit := searchFirst, "", firstPage
+	for {
+		page, err := s.searchPage(ctx, q, pattern, after, limit)
+		if err != nil {
+			return unavailable(err)
+		}
+		for _, u := range page {
+			if err := fn(u); err != nil {
+				return err
+			}
+		}
+		if len(page) < limit {
+			return nil
+		}
+		q, after, limit = searchNext, page[len(page)-1].Name, pageSize
+	}
+}
+
+// searchPage runs one page's query. It uses QueryExecModeExec (an unnamed
+// statement, planned with the actual pattern) rather than the statement
+// cache: a cached generic plan cannot see the pattern's literal prefix, so
+// it would scan the whole primary key instead of the prefix's range, or
+// miss the trigram index.
+func (s *Store) searchPage(ctx context.Context, q, pattern, after string, limit int) ([]*directory.User, error) {
+	rows, err := s.pool.Query(ctx, q, pgx.QueryExecModeExec, pattern, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*directory.User, error) {
+		return scanUser(row)
+	})
+}
+
+// likePattern translates m into a LIKE pattern (escape character '\'):
+// the pattern's own '%', '_' and '\' match literally, a wildcard Match's
+// '*' and '?' become '%' and '_', and a substring Match is wrapped in '%'.
+func likePattern(m directory.Match) string {
+	var b strings.Builder
+	if !m.Wildcard {
+		b.WriteByte('%')
+	}
+	for i := 0; i < len(m.Pattern); i++ {
+		switch c := m.Pattern[i]; {
+		case c == '%' || c == '_' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case m.Wildcard && c == '*':
+			b.WriteByte('%')
+		case m.Wildcard && c == '?':
+			b.WriteByte('_')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	if !m.Wildcard {
+		b.WriteByte('%')
+	}
+	return b.String()
+}
