@@ -22,8 +22,8 @@ type RedisOptions struct {
 	// TTL of a cached user (default 10 minutes) and of a cached unknown
 	// name (default 30 seconds).
 	TTL, NegativeTTL time.Duration
-	Logger  *slog.Logger
-	Metrics *Metrics
+	Logger           *slog.Logger
+	Metrics          *Metrics
 }
 
 // Value markers. A user record starts with the codec's version byte (1).
