@@ -9,6 +9,9 @@ import "strings"
 type Match struct {
 	Pattern  string
 	Wildcard bool
+	// After, when set, skips every name up to and including it: a paged
+	// search resumes after the last name it returned.
+	After string
 }
 
 // NewMatch builds the Match for a client's pattern.

@@ -196,6 +196,12 @@ func (s *Service) Search(ctx context.Context, pattern string, from, max int, fn 
 
 var errStop = errors.New("stop")
 
+// SearchUsers streams the users m matches, in name order; m.After pages.
+// Front ends that return whole records (LDAP) use it.
+func (s *Service) SearchUsers(ctx context.Context, m Match, fn func(*User) error) error {
+	return s.store.Search(ctx, m, fn)
+}
+
 // Count returns the number of users.
 func (s *Service) Count(ctx context.Context) (int64, error) { return s.store.Count(ctx) }
 

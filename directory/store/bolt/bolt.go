@@ -177,7 +177,11 @@ func (s *Store) Rename(_ context.Context, oldName, newName, newDisplay string) e
 // transaction and seeking to the pattern's literal prefix.
 func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*directory.User) error) error {
 	prefix := []byte(m.Prefix())
-	for next := prefix; ; {
+	start := prefix
+	if m.After != "" && m.After >= m.Prefix() {
+		start = append([]byte(m.After), 0) // the smallest key after m.After
+	}
+	for next := start; ; {
 		var batch []*directory.User
 		err := s.db.View(func(tx *bbolt.Tx) error {
 			var err error

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) directory.Store) {
 		{"Rename", testRename},
 		{"SearchOrderAndMatch", testSearch},
 		{"SearchStop", testSearchStop},
+		{"SearchAfter", testSearchAfter},
 		{"SearchLarge", testSearchLarge},
 		{"Count", testCount},
 		{"ConcurrentUpdates", testConcurrentUpdates},
@@ -192,6 +193,34 @@ func testSearch(t *testing.T, s directory.Store) {
 	for p, want := range cases {
 		if got := names(t, s, p); !reflect.DeepEqual(got, want) {
 			t.Errorf("search %q = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func testSearchAfter(t *testing.T, s directory.Store) {
+	for _, n := range []string{"a1@x", "a2@x", "a3@x", "b1@x", "a2@x.y"} {
+		put(t, s, n)
+	}
+	cases := []struct {
+		pattern, after string
+		want           []string
+	}{
+		{"a*", "a2@x", []string{"a2@x.y", "a3@x"}},
+		{"a*", "", []string{"a1@x", "a2@x", "a2@x.y", "a3@x"}},
+		{"@x", "a3@x", []string{"b1@x"}},
+		{"*", "0", []string{"a1@x", "a2@x", "a2@x.y", "a3@x", "b1@x"}},
+		{"a*", "zzz", nil},
+	}
+	for _, c := range cases {
+		m := directory.NewMatch(c.pattern)
+		m.After = c.after
+		var got []string
+		err := s.Search(ctx, m, func(u *directory.User) error { got = append(got, u.Name); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("search %q after %q = %v, want %v", c.pattern, c.after, got, c.want)
 		}
 	}
 }
