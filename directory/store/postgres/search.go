@@ -33,6 +33,9 @@ func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*director
 	}
 	pattern := likePattern(m)
 	q, after, limit := searchFirst, "", firstPage
+	if m.After != "" {
+		q, after = searchNext, m.After
+	}
 	for {
 		page, err := s.searchPage(ctx, q, pattern, after, limit)
 		if err != nil {
