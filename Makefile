@@ -1,4 +1,5 @@
-# make test  — the whole suite (vet, race detector, fuzz seed corpora replayed)
+# make test  — the whole suite (vet, race detector, fuzz seed corpora replayed);
+#              scripts/test-services.sh first makes sure PostgreSQL and Redis run
 # make bench — Go benchmarks
 # make fuzz  — run each fuzz target for FUZZTIME (default 30s)
 GO       ?= go
@@ -10,6 +11,7 @@ build:
 	$(GO) build ./...
 
 test:
+	bash scripts/test-services.sh
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 8m ./...
 
