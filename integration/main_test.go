@@ -39,12 +39,7 @@ func TestMain(m *testing.M) {
 // freeAddr returns a loopback address with a port that was free just now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", freePort(t))
 }
 
 // daemon is a running `tohost directory`.
