@@ -34,7 +34,7 @@ type storeFlags struct {
 func (f *storeFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.dataDir, "data-dir", "./tohost-data", "directory of the embedded store (one bbolt file), used without --postgres")
 	fl.StringVar(&f.postgres, "postgres", "", "PostgreSQL URL (postgres://user@host:5432/db); replaces the embedded store")
-	fl.Int32Var(&f.pgMaxConns, "postgres-max-conns", 0, "PostgreSQL connection pool size (0: max(4, CPUs))")
+	fl.Int32Var(&f.pgMaxConns, "postgres-max-conns", 16, "PostgreSQL connection pool size")
 	fl.StringVar(&f.redis, "redis", "", "Redis URL (redis://host:6379/0) of the cache shared by all directory nodes")
 	fl.StringVar(&f.redisPrefix, "redis-prefix", "tohost:", "prefix of every Redis key and of the invalidation channel")
 	fl.DurationVar(&f.redisTTL, "redis-ttl", 10*time.Minute, "how long a user stays in Redis")
