@@ -122,7 +122,7 @@ func TestMatch(t *testing.T) {
 		{"bob", "bob@x", true}, {"BOB", "bob@x", true}, {"ob@", "bob@x", true}, {"zz", "bob@x", false},
 		{"*", "", true}, {"b*", "bob@x", true}, {"*@x", "bob@x", true}, {"*@y", "bob@x", false},
 		{"b?b@x", "bob@x", true}, {"b?b", "bob@x", false}, {"*o*o*", "foo", true}, {"*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaac", false},
-		{"?", "", false}, {"a*b*c", "abxbxc", true},
+		{"?", "", false}, {"a*b*c", "abxbxc", true}, {"j?rg@x", "jörg@x", true}, {"j??rg@x", "jörg@x", false},
 	}
 	for _, c := range cases {
 		if got := NewMatch(c.pattern).Matches(c.name); got != c.want {

@@ -40,9 +40,26 @@ func (m Match) Matches(name string) bool {
 	return glob(m.Pattern, name)
 }
 
-// glob matches '*' and '?' byte-wise with backtracking only to the last
-// star, so it runs in O(len(p)*len(s)) at worst and never recurses.
+// glob matches '*' and '?' with backtracking only to the last star, so it
+// runs in O(len(p)*len(s)) at worst and never recurses. '?' is one
+// character: names that are not ASCII are compared as runes.
 func glob(p, s string) bool {
+	if isASCII(p) && isASCII(s) {
+		return globOf([]byte(p), []byte(s))
+	}
+	return globOf([]rune(p), []rune(s))
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func globOf[T byte | rune](p, s []T) bool {
 	pi, si := 0, 0
 	star, mark := -1, 0
 	for si < len(s) {

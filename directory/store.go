@@ -22,7 +22,9 @@ var (
 
 // UpdateFunc computes a user's new record from the current one (nil when the
 // user does not exist yet). It must not modify old, and may be called more
-// than once (a store may retry a transaction), so it must have no side effects.
+// than once (a store may retry a transaction), so it must have no side
+// effects. It returns a record whose Name is the name being updated, or an
+// error. Stores keep times to the microsecond.
 type UpdateFunc func(old *User) (*User, error)
 
 // Store is a storage back-end. Names passed to it are already normalized.

@@ -126,6 +126,9 @@ func (s *Store) Update(_ context.Context, name string, fn directory.UpdateFunc) 
 		if err != nil {
 			return err
 		}
+		if u == nil || u.Name != name {
+			return fmt.Errorf("update of %q produced no record or another name", name)
+		}
 		if err := putUser(tx, u); err != nil {
 			return err
 		}

@@ -50,6 +50,16 @@ func fld(label, value string) directory.Field { return directory.Field{Label: la
 // put creates or replaces a user with the given fields.
 func put(t *testing.T, s directory.Store, name string, fields ...directory.Field) *directory.User {
 	t.Helper()
+	u, err := tryPut(s, name, fields...)
+	if err != nil {
+		t.Fatalf("update %s: %v", name, err)
+	}
+	return u
+}
+
+// tryPut is put for goroutines other than the test's, which must not call
+// t.Fatal.
+func tryPut(s directory.Store, name string, fields ...directory.Field) (*directory.User, error) {
 	now := time.Unix(1700000000, 0)
 	u, err := s.Update(ctx, name, func(old *directory.User) (*directory.User, error) {
 		n := &directory.User{Name: name, Display: name, Password: "{PLAIN}pw-" + name,
@@ -59,10 +69,7 @@ func put(t *testing.T, s directory.Store, name string, fields ...directory.Field
 		}
 		return n, nil
 	})
-	if err != nil {
-		t.Fatalf("update %s: %v", name, err)
-	}
-	return u
+	return u, err
 }
 
 func mustGet(t *testing.T, s directory.Store, name string) *directory.User {
@@ -251,7 +258,10 @@ func testSearchLarge(t *testing.T, s directory.Store) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				put(t, s, fmt.Sprintf("user%05d@big.example", i))
+				if _, err := tryPut(s, fmt.Sprintf("user%05d@big.example", i)); err != nil {
+					t.Error(err)
+					return
+				}
 			}
 		}(w)
 	}
@@ -299,7 +309,9 @@ func testConcurrentUpdates(t *testing.T, s directory.Store) {
 				if err != nil {
 					t.Error(err)
 				}
-				put(t, s, fmt.Sprintf("w%d-%d@x", w, i))
+				if _, err := tryPut(s, fmt.Sprintf("w%d-%d@x", w, i)); err != nil {
+					t.Error(err)
+				}
 			}
 		}(w)
 	}
