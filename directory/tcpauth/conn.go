@@ -68,14 +68,23 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.srv.cfg.Metrics.connClosed()
 	defer c.nc.Close()
 	defer c.finish()
-	for ctx.Err() == nil {
+	for {
 		if c.r.Buffered() == 0 {
 			// Nothing more to read without blocking: send what we have,
 			// so a pipelining client gets many replies per write.
 			if c.flush() != nil {
 				return
 			}
+			// At shutdown, requests already read are answered; then stop.
+			if ctx.Err() != nil {
+				return
+			}
 			c.pushDeadline()
+			if ctx.Err() != nil {
+				// Shutdown began after the check above and its wake-up
+				// may have been overwritten: wake ourselves.
+				c.nc.SetReadDeadline(time.Now())
+			}
 		}
 		line, err := c.r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
