@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +105,22 @@ func TestAcknowledgedMeansCommitted(t *testing.T) {
 	c = dial(t, startDirectory(t, t.TempDir(), "--postgres", pg).addr)
 	c.expect("search p -max 0", "+OK Search Complete 0 items found out of 500")
 	c.expect("lookup p499@x", `+OK p499@x config 0 n="499"`)
+}
+
+// TestMigrateCommand: `tohost directory migrate` creates the schema, and
+// running it again changes nothing.
+func TestMigrateCommand(t *testing.T) {
+	pg := testservices.Postgres(t)
+	for i := 0; i < 2; i++ {
+		out, err := exec.Command(binary, "directory", "migrate", "--postgres", pg).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "schema up to date") {
+			t.Fatalf("migrate run %d: %v\n%s", i, err, out)
+		}
+	}
+	d := startDirectory(t, t.TempDir(), "--postgres", pg)
+	dial(t, d.addr).expect("set m@x pw", "+OK m@x added to database")
+	out, err := exec.Command(binary, "directory", "migrate", "--postgres", "postgres://postgres@127.0.0.1:1/none").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unavailable") {
+		t.Fatalf("migrate against a closed port: %v\n%s", err, out)
+	}
 }

@@ -52,6 +52,7 @@ func newDirectoryCmd() *cobra.Command {
 			return runDirectory(cmd.Context(), f)
 		},
 	}
+	cmd.AddCommand(newMigrateCmd())
 	fl := cmd.Flags()
 	f.store.register(fl)
 	fl.StringVar(&f.tcpauthAddr, "tcpauth-addr", "127.0.0.1:4020", "TCPAuth listen address")
