@@ -106,7 +106,9 @@ func (c *conn) pushDeadline() {
 	idle := c.srv.cfg.IdleTimeout
 	if now := time.Now(); now.Sub(c.idleAt) > idle/8 {
 		c.idleAt = now
-		c.nc.SetReadDeadline(now.Add(idle))
+		// The write side too: a client that stops reading its replies
+		// must not hold the connection (and its writes) forever.
+		c.nc.SetDeadline(now.Add(idle))
 	}
 }
 
