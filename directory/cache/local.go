@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,23 +45,34 @@ type Local struct {
 	clock  coarseClock
 }
 
+// Entries are keyed by the 64-bit hash of the name, and each entry holds
+// its name: a lookup then compares integers in the map and the name in the
+// entry it reads anyway, instead of following a pointer to a key string. A
+// second name with the same hash (about never) replaces the first.
 type shard struct {
 	mu      sync.RWMutex
-	entries map[string]*entry
-	ring    []string // CLOCK ring of keys
+	entries map[uint64]*entry
+	ring    []uint64 // CLOCK ring of keys
 	hand    int
 	max     int
 	gen     uint64 // bumped by every invalidation, see load
 }
 
-// entry holds a copy of the user inline (users are immutable once
-// cached), so a hit touches one object less than a pointer to it would.
+// entry holds a compact copy of a user (users are immutable once cached):
+// the record, its first fields inline, and all its texts in one string. A
+// hit on a directory of millions of users is bound by cache misses, and
+// this layout reads a few adjacent lines instead of chasing a pointer per
+// part.
 type entry struct {
 	ref     atomic.Bool // used since the clock hand last passed
 	missing bool        // a known miss
 	expires int64       // coarse-clock nanoseconds; 0: never
+	name    string      // the key, for telling hash collisions apart
 	user    directory.User
+	fields  [inlineFields]directory.Field
 }
+
+const inlineFields = 4
 
 // NewLocal wraps next.
 func NewLocal(next directory.Store, opts LocalOptions) *Local {
@@ -70,25 +82,26 @@ func NewLocal(next directory.Store, opts LocalOptions) *Local {
 	c := &Local{next: next, opts: opts, seed: maphash.MakeSeed()}
 	per := max(opts.Size/shardCount, 1)
 	for i := range c.shards {
-		c.shards[i].entries = make(map[string]*entry)
+		c.shards[i].entries = make(map[uint64]*entry)
 		c.shards[i].max = per
 	}
 	c.clock.start()
 	return c
 }
 
-func (c *Local) shard(name string) *shard {
-	return &c.shards[maphash.String(c.seed, name)%shardCount]
+func (c *Local) shard(name string) (*shard, uint64) {
+	h := maphash.String(c.seed, name)
+	return &c.shards[h%shardCount], h
 }
 
 // Get implements directory.Store.
 func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
-	s := c.shard(name)
+	s, h := c.shard(name)
 	s.mu.RLock()
-	e := s.entries[name]
+	e := s.entries[h]
 	gen := s.gen
 	s.mu.RUnlock()
-	if e != nil && (e.expires == 0 || e.expires > c.clock.now()) {
+	if e != nil && e.name == name && (e.expires == 0 || e.expires > c.clock.now()) {
 		e.ref.Store(true)
 		c.opts.Metrics.hit("local")
 		if e.missing {
@@ -100,9 +113,9 @@ func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
 	u, err := c.next.Get(ctx, name)
 	switch {
 	case err == nil:
-		c.store(s, gen, name, u, c.opts.TTL)
+		c.store(s, h, gen, name, u, c.opts.TTL)
 	case errors.Is(err, directory.ErrNotFound) && c.opts.NegativeTTL > 0:
-		c.store(s, gen, name, nil, c.opts.NegativeTTL)
+		c.store(s, h, gen, name, nil, c.opts.NegativeTTL)
 	}
 	return u, err
 }
@@ -110,33 +123,67 @@ func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
 // store caches a value read from the next store, unless the shard was
 // invalidated since the read began: the value might then be older than
 // the write that invalidated it.
-func (c *Local) store(s *shard, gen uint64, name string, u *directory.User, ttl time.Duration) {
+func (c *Local) store(s *shard, h, gen uint64, name string, u *directory.User, ttl time.Duration) {
 	var exp int64
 	if ttl > 0 {
 		exp = c.clock.now() + int64(ttl)
 	}
+	// Entries are immutable once published: readers use them unlocked.
+	e := newEntry(name, u, exp)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen != gen {
 		return
 	}
-	// Entries are immutable once published (readers use them unlocked),
-	// and the key is copied: the caller's name may live in a read buffer.
-	key := string(append([]byte(nil), name...))
+	if s.entries[h] == nil {
+		if len(s.ring) < s.max {
+			s.ring = append(s.ring, h)
+		} else {
+			s.ring[s.evict()] = h
+		}
+	}
+	s.entries[h] = e
+}
+
+// newEntry copies u (nil: a known miss) with all its texts in one
+// allocation; name is copied too, as the caller's may live in a buffer.
+func newEntry(name string, u *directory.User, exp int64) *entry {
 	e := &entry{expires: exp, missing: u == nil}
-	if u != nil {
-		e.user = *u
+	if u == nil {
+		e.name = strings.Clone(name)
+		return e
 	}
-	if s.entries[name] != nil {
-		s.entries[key] = e
-		return
+	n := len(name) + len(u.Name) + len(u.Display) + len(u.Password)
+	for _, f := range u.Fields {
+		n += len(f.Label) + len(f.Value)
 	}
-	if len(s.ring) < s.max {
-		s.ring = append(s.ring, key)
+	var b strings.Builder
+	b.Grow(n)
+	for _, t := range []string{name, u.Name, u.Display, u.Password} {
+		b.WriteString(t)
+	}
+	for _, f := range u.Fields {
+		b.WriteString(f.Label)
+		b.WriteString(f.Value)
+	}
+	all := b.String()
+	next := func(t string) string {
+		out := all[:len(t)]
+		all = all[len(t):]
+		return out
+	}
+	e.name = next(name)
+	e.user = *u
+	e.user.Name, e.user.Display, e.user.Password = next(u.Name), next(u.Display), next(u.Password)
+	if len(u.Fields) <= inlineFields {
+		e.user.Fields = e.fields[:len(u.Fields):len(u.Fields)]
 	} else {
-		s.ring[s.evict()] = key
+		e.user.Fields = make([]directory.Field, len(u.Fields))
 	}
-	s.entries[key] = e
+	for i, f := range u.Fields {
+		e.user.Fields[i] = directory.Field{Label: next(f.Label), Value: next(f.Value)}
+	}
+	return e
 }
 
 // evict frees a ring slot with the CLOCK algorithm and returns it.
@@ -155,13 +202,11 @@ func (s *shard) evict() int {
 
 // Invalidate drops name from the cache.
 func (c *Local) Invalidate(name string) {
-	s := c.shard(name)
+	s, h := c.shard(name)
 	s.mu.Lock()
 	s.gen++
-	if e := s.entries[name]; e != nil {
-		// The ring slot stays; evict skips the missing entry.
-		delete(s.entries, name)
-	}
+	// The ring slot stays; evict skips the missing entry.
+	delete(s.entries, h)
 	s.mu.Unlock()
 }
 

@@ -203,8 +203,8 @@ func BenchmarkLocalHitSpread(b *testing.B) {
 		names[i] = fmt.Sprintf("user%07d@domain%02d.example", i, i%100)
 		u := &directory.User{Name: names[i], Display: names[i], Password: "{SSHA}0123456789012345678901234567890123",
 			Fields: []directory.Field{{Label: "tohost", Value: "backend1.example"}, {Label: "quota", Value: "1073741824"}, {Label: "name", Value: "Alice Smith"}}}
-		s := c.shard(names[i])
-		c.store(s, s.gen, names[i], u, 0)
+		s, h := c.shard(names[i])
+		c.store(s, h, s.gen, names[i], u, 0)
 	}
 	var sink int
 	b.ResetTimer()
