@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,4 +124,25 @@ func TestMigrateCommand(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "unavailable") {
 		t.Fatalf("migrate against a closed port: %v\n%s", err, out)
 	}
+}
+
+// TestPostgresHangs: a database that stops answering without closing its
+// connections turns into -DEAD after --postgres-timeout, not a hang.
+func TestPostgresHangs(t *testing.T) {
+	pg := startPrivatePostgres(t)
+	d := startDirectory(t, t.TempDir(), "--postgres", pg.url(), "--postgres-timeout", "300ms")
+	c := dial(t, d.addr)
+	c.expect("set u@x pw", "+OK u@x added to database")
+	c.expect("lookup u@x", "+OK u@x config 0")
+	pg.freeze(syscall.SIGSTOP)
+	defer pg.freeze(syscall.SIGCONT)
+	start := time.Now()
+	c.expect("lookup stranger@x", "-DEAD directory unavailable")
+	c.expect("set v@x pw", "-DEAD directory unavailable")
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("two requests to a hung database took %v", took)
+	}
+	c.expect("lookup u@x", "+OK u@x config 0") // cached
+	pg.freeze(syscall.SIGCONT)
+	c.eventually(10*time.Second, "set v@x pw", "+OK v@x added to database")
 }

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -97,6 +98,26 @@ func (p *privatePostgres) stop() {
 	cmd := exec.Command(filepath.Join(p.bin, "pg_ctl"), "-D", p.data(), "-m", "immediate", "-w", "stop")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
 	cmd.Run() // already stopped is fine
+}
+
+// freeze stops (SIGSTOP) or resumes (SIGCONT) every process of the
+// server: a hung database whose connections stay open, as a cut network
+// or a stuck disk looks.
+func (p *privatePostgres) freeze(sig syscall.Signal) {
+	p.t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.data(), "postmaster.pid"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out, _ := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output()
+	for _, f := range append(strings.Fields(string(out)), strconv.Itoa(pid)) {
+		n, _ := strconv.Atoi(f)
+		syscall.Kill(n, sig)
+	}
 }
 
 func freePort(t *testing.T) int {

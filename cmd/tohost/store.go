@@ -23,6 +23,7 @@ type storeFlags struct {
 	dataDir     string
 	postgres    string
 	pgMaxConns  int32
+	pgTimeout   time.Duration
 	redis       string
 	redisPrefix string
 	redisTTL    time.Duration
@@ -35,6 +36,7 @@ func (f *storeFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.dataDir, "data-dir", "./tohost-data", "directory of the embedded store (one bbolt file), used without --postgres")
 	fl.StringVar(&f.postgres, "postgres", "", "PostgreSQL URL (postgres://user@host:5432/db); replaces the embedded store")
 	fl.Int32Var(&f.pgMaxConns, "postgres-max-conns", 16, "PostgreSQL connection pool size")
+	fl.DurationVar(&f.pgTimeout, "postgres-timeout", 5*time.Second, "limit of one PostgreSQL call; past it the request gets -DEAD")
 	fl.StringVar(&f.redis, "redis", "", "Redis URL (redis://host:6379/0) of the cache shared by all directory nodes")
 	fl.StringVar(&f.redisPrefix, "redis-prefix", "tohost:", "prefix of every Redis key and of the invalidation channel")
 	fl.DurationVar(&f.redisTTL, "redis-ttl", 10*time.Minute, "how long a user stays in Redis")
@@ -65,7 +67,7 @@ func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.
 		next = st
 		o.health = func(ctx context.Context) error { _, err := st.Count(ctx); return err }
 	} else {
-		st, err := postgres.Open(ctx, f.postgres, postgres.Options{MaxConns: f.pgMaxConns})
+		st, err := postgres.Open(ctx, f.postgres, postgres.Options{MaxConns: f.pgMaxConns, QueryTimeout: f.pgTimeout})
 		if err != nil {
 			return nil, err
 		}

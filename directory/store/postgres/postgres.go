@@ -30,6 +30,8 @@ type Options struct {
 	// NoMigrate skips applying the migrations at Open, for databases
 	// migrated by an operator (see Migrate).
 	NoMigrate bool
+	// QueryTimeout bounds each call to the database (default 5s).
+	QueryTimeout time.Duration
 }
 
 // connectTimeout bounds dialing when the URL sets no connect_timeout:
@@ -37,9 +39,20 @@ type Options struct {
 // timeout (minutes) instead of answering "unavailable".
 const connectTimeout = 5 * time.Second
 
+// defaultQueryTimeout is Options.QueryTimeout's default.
+const defaultQueryTimeout = 5 * time.Second
+
 // Store is the PostgreSQL directory.Store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	timeout time.Duration
+}
+
+// bound limits a call's time: a database that hangs (a cut network that
+// sends no reset) must turn into "unavailable" well before the mail
+// server's own timeout, so it answers -DEAD instead of nothing.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 var _ directory.Store = (*Store)(nil)
@@ -67,7 +80,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, timeout: opts.QueryTimeout}
+	if s.timeout <= 0 {
+		s.timeout = defaultQueryTimeout
+	}
 	if err := s.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -59,6 +59,8 @@ func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*director
 // it would scan the whole primary key instead of the prefix's range, or
 // miss the trigram index.
 func (s *Store) searchPage(ctx context.Context, q, pattern, after string, limit int) ([]*directory.User, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, q, pgx.QueryExecModeExec, pattern, after, limit)
 	if err != nil {
 		return nil, err

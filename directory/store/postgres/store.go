@@ -50,6 +50,8 @@ func (e *callerError) Error() string { return e.err.Error() }
 
 // Get implements directory.Store.
 func (s *Store) Get(ctx context.Context, name string) (*directory.User, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if !storable(name) {
 		return nil, directory.ErrNotFound // no stored name is like this
 	}
@@ -64,6 +66,8 @@ func (s *Store) Get(ctx context.Context, name string) (*directory.User, error) {
 // so concurrent read-modify-writes of one user queue instead of losing
 // updates, and returns the record as stored (times in microseconds).
 func (s *Store) Update(ctx context.Context, name string, fn directory.UpdateFunc) (*directory.User, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if !storable(name) {
 		return nil, &directory.InputError{Msg: "user name is not valid UTF-8"}
 	}
@@ -120,6 +124,8 @@ func write(ctx context.Context, tx pgx.Tx, create bool, u *directory.User) (*dir
 
 // Delete implements directory.Store.
 func (s *Store) Delete(ctx context.Context, name string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if !storable(name) {
 		return directory.ErrNotFound
 	}
@@ -136,6 +142,8 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // Rename implements directory.Store with one UPDATE of the key, atomic on
 // its own: no row is ErrNotFound, a taken name is a unique violation.
 func (s *Store) Rename(ctx context.Context, oldName, newName, newDisplay string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if !storable(oldName) {
 		return directory.ErrNotFound
 	}
@@ -163,6 +171,8 @@ func (s *Store) Rename(ctx context.Context, oldName, newName, newDisplay string)
 // Count implements directory.Store by summing the counter shards the
 // triggers keep (see schema/migrations): exact, and no scan of the table.
 func (s *Store) Count(ctx context.Context) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var n int64
 	if err := s.pool.QueryRow(ctx, countUsers).Scan(&n); err != nil {
 		return 0, unavailable(err)
