@@ -55,7 +55,7 @@ func startDirectory(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{addr: freeAddr(t), log: new(strings.Builder)}
 	args := append([]string{"directory", "--data-dir", dataDir, "--tcpauth-addr", d.addr,
-		"--http-addr", "", "--password-scheme", "SSHA"}, extra...)
+		"--http-addr", "", "--ldap-addr", "", "--password-scheme", "SSHA"}, extra...)
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

@@ -12,7 +12,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 go build -o "$work/tohost" ./cmd/tohost
 t="$work/tohost"
 "$t" bench --mode echo-server --addr 127.0.0.1:14070 &
-"$t" directory --data-dir "$work/data" --tcpauth-addr 127.0.0.1:14020 --http-addr "" --log-level warn &
+"$t" directory --data-dir "$work/data" --tcpauth-addr 127.0.0.1:14020 --http-addr "" --ldap-addr "" --log-level warn &
 sleep 1
 echo "# pipelined set of $USERS users, {SSHA} hashes, one connection, 1024 in flight"
 "$t" bench --mode set --addr 127.0.0.1:14020 -c 1 --depth 1024 --users "$USERS"

@@ -241,6 +241,10 @@ main() {
 	else
 		ensure_redis || { redis_help; failed=1; }
 	fi
+	# The LDAP tests drive the server with OpenLDAP's own client tools.
+	if ! have ldapsearch; then
+		install_packages ldap-utils || { say "the LDAP tests need ldap-utils: apt-get install -y ldap-utils"; failed=1; }
+	fi
 	return $failed
 }
 

@@ -24,6 +24,7 @@ import (
 
 type directoryFlags struct {
 	store           storeFlags
+	ldap            ldapFlags
 	tcpauthAddr     string
 	httpAddr        string
 	allow           []string
@@ -46,7 +47,7 @@ func newDirectoryCmd() *cobra.Command {
 	var f directoryFlags
 	cmd := &cobra.Command{
 		Use:   "directory",
-		Short: "Run the user directory (TCPAuth protocol) on the embedded store or Postgres+Redis",
+		Short: "Run the user directory (TCPAuth and LDAP) on the embedded store or Postgres+Redis",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDirectory(cmd.Context(), f)
@@ -55,6 +56,7 @@ func newDirectoryCmd() *cobra.Command {
 	cmd.AddCommand(newMigrateCmd())
 	fl := cmd.Flags()
 	f.store.register(fl)
+	f.ldap.register(fl)
 	fl.StringVar(&f.tcpauthAddr, "tcpauth-addr", "127.0.0.1:4020", "TCPAuth listen address")
 	fl.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:4080", "admin HTTP listen address (/metrics, /healthz); empty disables")
 	fl.StringSliceVar(&f.allow, "allow", []string{"127.0.0.0/8", "::1/128"}, "networks (CIDR) allowed to connect")
@@ -104,8 +106,16 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		return fmt.Errorf("--tcpauth-addr: %w", err)
 	}
 	log.Info("directory started", "tcpauth", ln.Addr().String(), "store", store.kind, "version", version)
+	serveLDAP, err := f.ldap.listeners(svc, scheme, cfg.TLS, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return tcpauth.New(svc, cfg).Serve(ctx, ln) })
+	if serveLDAP != nil {
+		g.Go(func() error { return serveLDAP(ctx) })
+	}
 	g.Go(func() error { return store.run(ctx) })
 	if f.httpAddr != "" {
 		hln, err := net.Listen("tcp", f.httpAddr)

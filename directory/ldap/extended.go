@@ -1,0 +1,175 @@
+package ldap
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"strings"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/jimlambrt/gldap"
+
+	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/password"
+)
+
+// extended serves StartTLS, WhoAmI (RFC 4532) and Password Modify
+// (RFC 3062); any other extended operation gets protocolError, as RFC 4511
+// 4.12 asks for an unknown requestName.
+func (s *Server) extended(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.ExtendedOperationMessage) {
+	switch m.Name {
+	case gldap.ExtendedOperationStartTLS:
+		s.startTLS(w, r)
+	case gldap.ExtendedOperationWhoAmI:
+		resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultSuccess))
+		if ss := sessionOf(r); ss.dn != "" {
+			resp.SetResponseValue("dn:" + ss.dn)
+		} else {
+			resp.SetResponseValue("") // anonymous
+		}
+		s.reply(w, resp)
+	case gldap.ExtendedOperationPasswordModify:
+		code, msg, generated := s.passwordModify(r, m)
+		resp := r.NewExtendedResponse(gldap.WithResponseCode(code))
+		resp.SetDiagnosticMessage(msg)
+		if generated != "" {
+			// PasswdModifyResponseValue ::= SEQUENCE { genPasswd [0] OCTET STRING OPTIONAL }
+			seq := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "PasswdModifyResponseValue")
+			seq.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 0, generated, "genPasswd"))
+			resp.SetResponseValue(string(seq.Bytes()))
+		}
+		s.reply(w, resp)
+	default:
+		resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultProtocolError))
+		resp.SetDiagnosticMessage("unsupported extended operation " + string(m.Name))
+		s.reply(w, resp)
+	}
+}
+
+func (s *Server) startTLS(w *gldap.ResponseWriter, r *gldap.Request) {
+	resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultSuccess))
+	resp.SetResponseName(gldap.ExtendedOperationStartTLS)
+	switch {
+	case s.cfg.TLS == nil:
+		// RFC 4511 4.14.2: protocolError when TLS is not configured.
+		resp.SetResultCode(gldap.ResultProtocolError)
+		resp.SetDiagnosticMessage("StartTLS is not configured")
+	case r.IsTLS():
+		resp.SetResultCode(gldap.ResultOperationsError)
+		resp.SetDiagnosticMessage("TLS is already established")
+	}
+	s.reply(w, resp)
+	if s.cfg.TLS == nil || r.IsTLS() {
+		return
+	}
+	if err := r.StartTLS(s.cfg.TLS); err != nil {
+		// The connection is unusable now; its next read fails and
+		// closes it.
+		s.log.Warn("ldap StartTLS failed", "client", r.RemoteAddr().String(), "err", err)
+	}
+}
+
+// passwordModify changes a password: a user their own, the admin anyone's.
+// It returns the result code, a message, and the generated password when
+// the request asked the server to choose one.
+func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMessage) (int, string, string) {
+	ss := sessionOf(r)
+	if ss.anonymous() {
+		return gldap.ResultUnwillingToPerform, "only authenticated users may change passwords", ""
+	}
+	var identity, oldPass, newPass string
+	if m.HasValue {
+		// PasswdModifyRequestValue ::= SEQUENCE { userIdentity [0],
+		// oldPasswd [1], newPasswd [2] } (all OPTIONAL)
+		p, err := ber.DecodePacketErr([]byte(m.Value))
+		if err != nil || p.ClassType != ber.ClassUniversal || p.Tag != ber.TagSequence {
+			return gldap.ResultProtocolError, "malformed Password Modify request", ""
+		}
+		for _, c := range p.Children {
+			if c.ClassType != ber.ClassContext {
+				return gldap.ResultProtocolError, "malformed Password Modify request", ""
+			}
+			switch c.Tag {
+			case 0:
+				identity = c.Data.String()
+			case 1:
+				oldPass = c.Data.String()
+			case 2:
+				newPass = c.Data.String()
+			}
+		}
+	}
+	name := ss.name
+	if identity != "" {
+		var ok bool
+		if name, ok = s.identityName(identity); !ok {
+			return gldap.ResultNoSuchObject, "no such user", ""
+		}
+	}
+	switch {
+	case name == "" && ss.admin:
+		return gldap.ResultUnwillingToPerform, "the admin's password is configured, not stored", ""
+	case !ss.admin && normalized(name) != ss.name:
+		return gldap.ResultInsufficientAccessRights, "users may change only their own password", ""
+	}
+	if oldPass != "" && !ss.admin {
+		if _, err := s.svc.Check(s.ctx, name, oldPass); err != nil {
+			if errors.Is(err, directory.ErrBadCredentials) {
+				return gldap.ResultInvalidCredentials, "old password wrong", ""
+			}
+			code, msg := s.failure("passwd", r, err)
+			return code, msg, ""
+		}
+	}
+	if _, err := s.svc.Lookup(s.ctx, name); err != nil {
+		var in *directory.InputError
+		if errors.As(err, &in) {
+			return gldap.ResultNoSuchObject, "no such user", ""
+		}
+		code, msg := s.failure("passwd", r, err)
+		return code, msg, ""
+	}
+	var generated string
+	if newPass == "" {
+		generated = generatePassword()
+		newPass = generated
+	}
+	// Always hashed here: the new password is cleartext by definition,
+	// even if it looks like "{SCHEME}..." (Service.Set would store that
+	// as a hash).
+	hash, err := password.Hash(s.cfg.Scheme, newPass)
+	if err != nil {
+		return gldap.ResultConstraintViolation, "password cannot be stored: " + err.Error(), ""
+	}
+	if _, err := s.svc.Set(s.ctx, name, hash, nil); err != nil {
+		code, msg := s.failure("passwd", r, err)
+		return code, msg, ""
+	}
+	s.log.Info("ldap password changed", "user", normalized(name), "by_admin", ss.admin, "client", r.RemoteAddr().String())
+	return gldap.ResultSuccess, "", generated
+}
+
+// identityName reads a Password Modify userIdentity: a user DN, an authzId
+// ("dn:<DN>" or "u:<name>"), or a bare user name.
+func (s *Server) identityName(id string) (string, bool) {
+	switch {
+	case strings.HasPrefix(id, "u:"):
+		return id[2:], id != "u:"
+	case strings.HasPrefix(id, "dn:"):
+		id = id[3:]
+	case !strings.Contains(id, "="):
+		return id, true
+	}
+	t, err := s.tree.resolve(id)
+	if err != nil || t.kind != kindUser {
+		return "", false
+	}
+	return t.name, true
+}
+
+// generatePassword returns 16 random characters (96 bits).
+func generatePassword() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

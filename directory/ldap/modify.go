@@ -1,0 +1,469 @@
+package ldap
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/jimlambrt/gldap"
+
+	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/password"
+)
+
+// Writes (Add, Modify, Delete, ModifyDN) are the admin's, and go through
+// Service.Set, Delete and Rename like TCPAuth's set, del and rename.
+
+// role is what writing an attribute of a user entry means.
+type role int
+
+const (
+	roleField       role = iota // a directory field of the same name
+	roleName                    // cn: the `name` field
+	roleTohost                  // tohost, mailHost: the `tohost` field
+	roleDerived                 // sn: computed from name, accepted and ignored
+	roleUserName                // uid, mail: the name itself (ModifyDN changes it)
+	rolePassword                // userPassword
+	roleObjectClass             // fixed; accepted and ignored
+	roleNoUserMod               // operational attributes
+)
+
+func roleOf(key string) role {
+	switch key {
+	case "cn", labelName:
+		return roleName
+	case "mailhost", directory.LabelTohost:
+		return roleTohost
+	case "sn":
+		return roleDerived
+	case "uid", "mail":
+		return roleUserName
+	case "userpassword":
+		return rolePassword
+	case "objectclass":
+		return roleObjectClass
+	}
+	if operational[key] {
+		return roleNoUserMod
+	}
+	return roleField
+}
+
+// writeError is a refused write: its result code and message.
+type writeError struct {
+	code int
+	msg  string
+}
+
+func refuse(code int, msg string) *writeError { return &writeError{code, msg} }
+
+// adminOnly answers a write from anyone but the admin.
+func (s *Server) adminOnly(r *gldap.Request, controls []gldap.Control) *writeError {
+	if !sessionOf(r).admin {
+		return refuse(gldap.ResultInsufficientAccessRights, "only the admin may write")
+	}
+	if unsupportedCritical(controls) {
+		return refuse(gldap.ResultUnavailableCriticalExtension, "unsupported critical control")
+	}
+	return nil
+}
+
+// userTarget resolves the DN of a write, which must name a user.
+func (s *Server) userTarget(dn string) (string, *writeError) {
+	t, err := s.tree.resolve(dn)
+	if err != nil {
+		return "", refuse(gldap.ResultInvalidDNSyntax, "invalid DN")
+	}
+	switch t.kind {
+	case kindUser:
+		return t.name, nil
+	case kindBase, kindUsers, kindRoot:
+		return "", refuse(gldap.ResultUnwillingToPerform, "the fixed entries cannot be changed")
+	case kindMissing, kindOutside:
+		return "", &writeError{gldap.ResultNoSuchObject, t.matched}
+	}
+	return "", refuse(gldap.ResultUnwillingToPerform, "the admin is configured, not stored")
+}
+
+func (s *Server) answer(w *gldap.ResponseWriter, r *gldap.Request, app int, we *writeError) {
+	if we == nil {
+		s.reply(w, r.NewResult(app, gldap.ResultSuccess, ""))
+		return
+	}
+	resp := r.NewResult(app, we.code, we.msg)
+	if we.code == gldap.ResultNoSuchObject {
+		resp.SetDiagnosticMessage("")
+		resp.SetMatchedDN(we.msg)
+	}
+	s.reply(w, resp)
+}
+
+// fail turns a directory error into a writeError.
+func (s *Server) fail(op string, r *gldap.Request, err error) *writeError {
+	code, msg := s.failure(op, r, err)
+	if code == gldap.ResultNoSuchObject {
+		msg = s.tree.usersDN // matched DN
+	}
+	return &writeError{code, msg}
+}
+
+func (s *Server) add(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.AddMessage) {
+	s.answer(w, r, gldap.ApplicationAddResponse, s.addUser(r, m))
+}
+
+func (s *Server) addUser(r *gldap.Request, m *gldap.AddMessage) *writeError {
+	if we := s.adminOnly(r, m.Controls); we != nil {
+		return we
+	}
+	t, err := s.tree.resolve(m.DN)
+	switch {
+	case err != nil:
+		return refuse(gldap.ResultInvalidDNSyntax, "invalid DN")
+	case t.kind == kindBase || t.kind == kindUsers || t.kind == kindRoot:
+		return refuse(gldap.ResultEntryAlreadyExists, "")
+	case t.kind == kindOutside:
+		return &writeError{gldap.ResultNoSuchObject, ""}
+	case t.kind != kindUser:
+		return refuse(gldap.ResultUnwillingToPerform, "only users can be added, as uid=<name>,"+s.tree.usersDN)
+	}
+	name := t.name
+	if err := directory.ValidateName(name); err != nil {
+		return refuse(gldap.ResultNamingViolation, err.Error())
+	}
+	var pass string
+	var fields []directory.Field
+	for _, a := range m.Attributes {
+		key := attrKey(a.Type)
+		if len(a.Vals) == 0 {
+			return refuse(gldap.ResultProtocolError, a.Type+" has no values")
+		}
+		switch roleOf(key) {
+		case roleObjectClass, roleDerived:
+		case roleUserName:
+			for _, v := range a.Vals {
+				if !strings.EqualFold(v, name) {
+					return refuse(gldap.ResultConstraintViolation, "uid and mail are the user name")
+				}
+			}
+		case rolePassword:
+			if len(a.Vals) != 1 {
+				return refuse(gldap.ResultConstraintViolation, "userPassword takes one value")
+			}
+			pass = a.Vals[0]
+		case roleNoUserMod:
+			return refuse(gldap.ResultConstraintViolation, a.Type+" is not user-modifiable")
+		default:
+			if len(a.Vals) != 1 {
+				return refuse(gldap.ResultConstraintViolation, a.Type+" takes one value")
+			}
+			f := directory.Field{Label: labelFor(key, nil), Value: a.Vals[0]}
+			if we := validField(a.Type, f); we != nil {
+				return we
+			}
+			for _, g := range fields {
+				if g.Label == f.Label && g.Value != f.Value {
+					return refuse(gldap.ResultConstraintViolation, a.Type+" conflicts with another attribute")
+				}
+			}
+			fields = append(fields, f)
+		}
+	}
+	if pass == "" {
+		return refuse(gldap.ResultUnwillingToPerform, "a new user needs a userPassword")
+	}
+	hash, we := s.storedPassword(pass)
+	if we != nil {
+		return we
+	}
+	// Service.Set creates or updates; Add must not update. A user added
+	// between the two calls is overwritten: Service has no create-only
+	// write yet.
+	if _, err := s.svc.Lookup(s.ctx, name); err == nil {
+		return refuse(gldap.ResultEntryAlreadyExists, "")
+	} else if !errors.Is(err, directory.ErrNotFound) {
+		return s.fail("add", r, err)
+	}
+	if _, err := s.svc.Set(s.ctx, name, hash, fields); err != nil {
+		return s.fail("add", r, err)
+	}
+	s.log.Info("ldap add", "user", name, "client", r.RemoteAddr().String())
+	return nil
+}
+
+// labelFor is the field label an attribute writes: the existing field's own
+// spelling when there is one, else the lower-case attribute name.
+func labelFor(key string, fields []directory.Field) string {
+	switch roleOf(key) {
+	case roleName:
+		return labelName
+	case roleTohost:
+		return directory.LabelTohost
+	}
+	for _, f := range fields {
+		if strings.EqualFold(f.Label, key) {
+			return f.Label
+		}
+	}
+	return key
+}
+
+func validField(attrType string, f directory.Field) *writeError {
+	if directory.ValidateField(directory.Field{Label: f.Label}) != nil {
+		return refuse(gldap.ResultUndefinedAttributeType, attrType+" cannot be a field name")
+	}
+	if f.Value == "" || directory.ValidateField(f) != nil {
+		return refuse(gldap.ResultInvalidAttributeSyntax, "bad value for "+attrType)
+	}
+	return nil
+}
+
+// storedPassword is what a userPassword value becomes: a value with a
+// {SCHEME} prefix is a hash and stored as given (as ldapadd of an export
+// does), anything else is cleartext and hashed with the configured scheme.
+func (s *Server) storedPassword(p string) (string, *writeError) {
+	if password.HasScheme(p) {
+		return p, nil
+	}
+	h, err := password.Hash(s.cfg.Scheme, p)
+	if err != nil {
+		return "", refuse(gldap.ResultConstraintViolation, "password cannot be stored: "+err.Error())
+	}
+	return h, nil
+}
+
+func (s *Server) modify(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.ModifyMessage) {
+	s.answer(w, r, gldap.ApplicationModifyResponse, s.modifyUser(r, m))
+}
+
+func (s *Server) modifyUser(r *gldap.Request, m *gldap.ModifyMessage) *writeError {
+	if we := s.adminOnly(r, m.Controls); we != nil {
+		return we
+	}
+	name, we := s.userTarget(m.DN)
+	if we != nil {
+		return we
+	}
+	u, err := s.svc.Lookup(s.ctx, name)
+	var in *directory.InputError
+	if errors.Is(err, directory.ErrNotFound) || errors.As(err, &in) {
+		return &writeError{gldap.ResultNoSuchObject, s.tree.usersDN}
+	}
+	if err != nil {
+		return s.fail("modify", r, err)
+	}
+	fields := append([]directory.Field(nil), u.Fields...)
+	var pass string
+	for _, c := range m.Changes {
+		typ, vals := c.Modification.Type, c.Modification.Vals
+		key := attrKey(typ)
+		switch roleOf(key) {
+		case roleObjectClass:
+			if c.Operation == gldap.DeleteAttribute {
+				return refuse(gldap.ResultObjectClassModsProhibited, "the object classes are fixed")
+			}
+		case roleDerived:
+		case roleUserName:
+			return refuse(gldap.ResultNotAllowedOnRDN, typ+" is the user name: rename the entry instead")
+		case roleNoUserMod:
+			return refuse(gldap.ResultConstraintViolation, typ+" is not user-modifiable")
+		case rolePassword:
+			switch {
+			case c.Operation == gldap.DeleteAttribute:
+				return refuse(gldap.ResultUnwillingToPerform, "a user cannot be without a password")
+			case c.Operation != gldap.AddAttribute && c.Operation != gldap.ReplaceAttribute:
+				return refuse(gldap.ResultUnwillingToPerform, "userPassword cannot be incremented")
+			case len(vals) != 1:
+				return refuse(gldap.ResultConstraintViolation, "userPassword takes one value")
+			}
+			pass = vals[0]
+		default:
+			var we *writeError
+			if fields, we = change(fields, labelFor(key, fields), typ, c.Operation, vals); we != nil {
+				return we
+			}
+		}
+	}
+	var hash string
+	if pass != "" {
+		if hash, we = s.storedPassword(pass); we != nil {
+			return we
+		}
+	}
+	delta := diff(u.Fields, fields)
+	if hash == "" && len(delta) == 0 {
+		return nil
+	}
+	if _, err := s.svc.Set(s.ctx, name, hash, delta); err != nil {
+		return s.fail("modify", r, err)
+	}
+	s.log.Info("ldap modify", "user", name, "client", r.RemoteAddr().String())
+	return nil
+}
+
+// change applies one modification to a single-valued field.
+func change(fields []directory.Field, label, typ string, op int64, vals []string) ([]directory.Field, *writeError) {
+	i := -1
+	for j, f := range fields {
+		if f.Label == label {
+			i = j
+		}
+	}
+	set := func(v string) ([]directory.Field, *writeError) {
+		f := directory.Field{Label: label, Value: v}
+		if we := validField(typ, f); we != nil {
+			return nil, we
+		}
+		if i < 0 {
+			return append(fields, f), nil
+		}
+		fields[i] = f
+		return fields, nil
+	}
+	switch op {
+	case gldap.AddAttribute:
+		switch {
+		case len(vals) == 0:
+			return nil, refuse(gldap.ResultProtocolError, "add of "+typ+" without values")
+		case i >= 0 && len(vals) == 1 && strings.EqualFold(fields[i].Value, vals[0]):
+			return nil, refuse(gldap.ResultAttributeOrValueExists, "")
+		case i >= 0 || len(vals) > 1:
+			return nil, refuse(gldap.ResultConstraintViolation, typ+" takes one value")
+		}
+		return set(vals[0])
+	case gldap.DeleteAttribute:
+		if i < 0 {
+			return nil, refuse(gldap.ResultNoSuchAttribute, "")
+		}
+		for _, v := range vals {
+			if !strings.EqualFold(v, fields[i].Value) {
+				return nil, refuse(gldap.ResultNoSuchAttribute, "")
+			}
+		}
+		return append(fields[:i], fields[i+1:]...), nil
+	case gldap.ReplaceAttribute:
+		switch len(vals) {
+		case 0:
+			if i >= 0 {
+				fields = append(fields[:i], fields[i+1:]...)
+			}
+			return fields, nil
+		case 1:
+			return set(vals[0])
+		}
+		return nil, refuse(gldap.ResultConstraintViolation, typ+" takes one value")
+	case gldap.IncrementAttribute: // RFC 4525
+		if len(vals) != 1 {
+			return nil, refuse(gldap.ResultProtocolError, "increment takes one value")
+		}
+		if i < 0 {
+			return nil, refuse(gldap.ResultNoSuchAttribute, "")
+		}
+		d, err1 := strconv.ParseInt(vals[0], 10, 64)
+		n, err2 := strconv.ParseInt(fields[i].Value, 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, refuse(gldap.ResultConstraintViolation, typ+" is not a number")
+		}
+		return set(strconv.FormatInt(n+d, 10))
+	}
+	return nil, refuse(gldap.ResultProtocolError, "unknown modify operation")
+}
+
+// diff is what Service.Set needs to turn old into new: changed and new
+// fields, and the removed ones with an empty value.
+func diff(old, new []directory.Field) []directory.Field {
+	var out []directory.Field
+	for _, f := range new {
+		if value(old, f.Label) != f.Value {
+			out = append(out, f)
+		}
+	}
+	for _, f := range old {
+		if value(new, f.Label) == "" {
+			out = append(out, directory.Field{Label: f.Label})
+		}
+	}
+	return out
+}
+
+func value(fields []directory.Field, label string) string {
+	for _, f := range fields {
+		if f.Label == label {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+func (s *Server) delete(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.DeleteMessage) {
+	s.answer(w, r, gldap.ApplicationDelResponse, s.deleteUser(r, m))
+}
+
+func (s *Server) deleteUser(r *gldap.Request, m *gldap.DeleteMessage) *writeError {
+	if we := s.adminOnly(r, m.Controls); we != nil {
+		return we
+	}
+	t, err := s.tree.resolve(m.DN)
+	switch {
+	case err != nil:
+		return refuse(gldap.ResultInvalidDNSyntax, "invalid DN")
+	case t.kind == kindBase || t.kind == kindUsers:
+		return refuse(gldap.ResultNotAllowedOnNonLeaf, "")
+	case t.kind != kindUser:
+		return &writeError{gldap.ResultNoSuchObject, t.matched}
+	case normalized(t.name) == "":
+		return &writeError{gldap.ResultNoSuchObject, s.tree.usersDN}
+	}
+	if err := s.svc.Delete(s.ctx, t.name); err != nil {
+		return s.fail("delete", r, err)
+	}
+	s.log.Info("ldap delete", "user", t.name, "client", r.RemoteAddr().String())
+	return nil
+}
+
+func (s *Server) modifyDN(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.ModifyDNMessage) {
+	s.answer(w, r, gldap.ApplicationModifyDNResponse, s.rename(r, m))
+}
+
+func (s *Server) rename(r *gldap.Request, m *gldap.ModifyDNMessage) *writeError {
+	if we := s.adminOnly(r, m.Controls); we != nil {
+		return we
+	}
+	old, we := s.userTarget(m.DN)
+	if we != nil {
+		return we
+	}
+	if normalized(old) == "" {
+		return &writeError{gldap.ResultNoSuchObject, s.tree.usersDN}
+	}
+	if m.NewSuperior != "" {
+		t, err := s.tree.resolve(m.NewSuperior)
+		switch {
+		case err != nil:
+			return refuse(gldap.ResultInvalidDNSyntax, "invalid newSuperior")
+		case t.kind != kindUsers:
+			return refuse(gldap.ResultUnwillingToPerform, "users stay under "+s.tree.usersDN)
+		}
+	}
+	// deleteOldRDN makes no difference: uid and mail are single-valued,
+	// so the old name cannot stay.
+	name, ok := parseUserRDN(m.NewRDN)
+	if !ok {
+		return refuse(gldap.ResultNamingViolation, "the new RDN must be uid=<name> or mail=<name>")
+	}
+	if err := directory.ValidateName(name); err != nil {
+		return refuse(gldap.ResultNamingViolation, err.Error())
+	}
+	if normalized(name) == normalized(old) {
+		// Same key: nothing to move. (A change of case only would need
+		// Service.Rename to accept the same name.)
+		if _, err := s.svc.Lookup(s.ctx, old); err != nil {
+			return s.fail("rename", r, err)
+		}
+		return nil
+	}
+	if err := s.svc.Rename(s.ctx, old, name); err != nil {
+		return s.fail("rename", r, err)
+	}
+	s.log.Info("ldap rename", "user", old, "to", name, "client", r.RemoteAddr().String())
+	return nil
+}

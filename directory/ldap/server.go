@@ -1,0 +1,297 @@
+// Package ldap serves the directory over LDAPv3 (github.com/jimlambrt/gldap,
+// forked under third_party/gldap) from the same directory.Service as
+// TCPAuth, for mail software that only speaks LDAP. server.go accepts
+// connections and dispatches requests; bind.go, search.go, compare.go,
+// modify.go and extended.go serve the operations; dn.go, entry.go,
+// filter.go and paging.go map the directory onto an LDAP tree:
+//
+//	<base>                        the naming context (default dc=tohost)
+//	ou=users,<base>               parent of every user
+//	uid=<name>,ou=users,<base>    one entry per user (mail=<name> works too)
+package ldap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/hashicorp/go-hclog"
+	"github.com/jimlambrt/gldap"
+
+	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/password"
+)
+
+// Config configures a Server. The zero value of each field is a working
+// default.
+type Config struct {
+	// Base is the naming context (default "dc=tohost").
+	Base string
+	// AdminDN is the DN the admin binds as (default "cn=admin,<Base>").
+	AdminDN string
+	// AdminPassword is the admin's password; empty means no admin, so
+	// nobody can write over LDAP.
+	AdminPassword string
+	// AnonymousRead lets anonymous and bound users read every entry
+	// (userPassword excepted). Without it an anonymous client may only
+	// bind and read the root DSE, and a user only their own entry.
+	AnonymousRead bool
+	// TLS, when set, enables StartTLS. For LDAPS the caller wraps the
+	// listener with tls.NewListener.
+	TLS *tls.Config
+	// Scheme hashes cleartext passwords written over LDAP (userPassword
+	// in Add and Modify, Password Modify); default password.DefaultScheme.
+	// Set it to the Service's scheme. A userPassword that already carries
+	// a {SCHEME} prefix is stored as given.
+	Scheme password.Scheme
+	Logger *slog.Logger
+	// MaxConns caps concurrent connections (default 10,000); a connection
+	// over the cap gets a Notice of Disconnection (unavailable) and is
+	// closed, so the client retries later.
+	MaxConns int
+	// IdleTimeout closes a connection that sends no request, or does not
+	// read its responses, for this long (default 10 minutes, as TCPAuth;
+	// negative: never). Without it a client that stops reading would hold
+	// its connection, and a graceful stop, forever.
+	IdleTimeout time.Duration
+}
+
+// Server is the LDAP front end of a directory.Service.
+type Server struct {
+	svc  *directory.Service
+	cfg  Config
+	log  *slog.Logger
+	tree tree
+	err  error // a configuration error, returned by Serve
+
+	root, base, users *staticEntry // the fixed entries
+	slots             chan struct{}
+	// ctx is for directory calls: requests in progress when Serve's
+	// context ends still finish.
+	ctx context.Context
+}
+
+// New returns a Server answering from svc.
+func New(svc *directory.Service, cfg Config) *Server {
+	if cfg.Base == "" {
+		cfg.Base = "dc=tohost"
+	}
+	if cfg.AdminDN == "" {
+		cfg.AdminDN = "cn=admin," + cfg.Base
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = password.DefaultScheme
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = 10_000
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	s := &Server{svc: svc, cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxConns), ctx: context.Background()}
+	s.tree, s.err = newTree(cfg.Base, cfg.AdminDN)
+	if s.err == nil {
+		s.root, s.base, s.users = s.tree.staticEntries(cfg.TLS != nil)
+		_, s.err = password.ParseScheme(string(cfg.Scheme))
+	}
+	return s
+}
+
+// Serve accepts connections on ln until ctx is done, then stops accepting,
+// lets requests in progress finish, sends every client a Notice of
+// Disconnection, and returns once all connections are closed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.err != nil {
+		ln.Close()
+		return fmt.Errorf("ldap: %w", s.err)
+	}
+	gs, err := gldap.NewServer(
+		gldap.WithLogger(hclogTo(s.log)),
+		gldap.WithInlineRequests(),
+		gldap.WithIdleTimeout(max(s.cfg.IdleTimeout, 0)),
+		gldap.WithOnClose(func(int) { <-s.slots }),
+	)
+	if err != nil {
+		return err
+	}
+	mux, err := gldap.NewMux()
+	if err != nil {
+		return err
+	}
+	if err := mux.DefaultRoute(s.handle); err != nil {
+		return err
+	}
+	if err := gs.Router(mux); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { gs.Stop() })
+	defer stop()
+	err = gs.Serve(&limitListener{Listener: ln, s: s})
+	if ctx.Err() != nil {
+		return nil
+	}
+	gs.Stop()
+	return err
+}
+
+// handle dispatches one request. Requests of a connection are served one
+// at a time (gldap.WithInlineRequests), so the session needs no lock.
+func (s *Server) handle(w *gldap.ResponseWriter, r *gldap.Request) {
+	switch m := r.Message().(type) {
+	case *gldap.SimpleBindMessage:
+		s.bind(w, r, m)
+	case *gldap.SearchMessage:
+		s.search(w, r, m)
+	case *gldap.CompareMessage:
+		s.compare(w, r, m)
+	case *gldap.AddMessage:
+		s.add(w, r, m)
+	case *gldap.ModifyMessage:
+		s.modify(w, r, m)
+	case *gldap.DeleteMessage:
+		s.delete(w, r, m)
+	case *gldap.ModifyDNMessage:
+		s.modifyDN(w, r, m)
+	case *gldap.ExtendedOperationMessage:
+		s.extended(w, r, m)
+	default:
+		s.reply(w, r.NewResult(gldap.ApplicationExtendedResponse, gldap.ResultProtocolError, "unsupported operation"))
+	}
+}
+
+// session is what a connection has proved about itself.
+type session struct {
+	admin bool
+	name  string // the bound user's normalized name; "" for anonymous
+	dn    string // the bound DN as WhoAmI reports it
+}
+
+func sessionOf(r *gldap.Request) *session {
+	if v, ok := r.ConnValue().(*session); ok {
+		return v
+	}
+	v := &session{}
+	r.SetConnValue(v)
+	return v
+}
+
+func (ss *session) anonymous() bool { return !ss.admin && ss.name == "" }
+
+// readsAll reports whether the session may read every user's entry.
+func (s *Server) readsAll(ss *session) bool { return ss.admin || s.cfg.AnonymousRead }
+
+// reply writes a response; a write error means the client is gone, and the
+// connection's read loop notices that by itself.
+func (s *Server) reply(w *gldap.ResponseWriter, resp gldap.Response) {
+	_ = w.Write(resp)
+}
+
+// failure maps a directory error to a result code and message. Storage
+// failures are logged and become "unavailable", never noSuchObject: a mail
+// server must not take an outage for "no such user".
+func (s *Server) failure(op string, r *gldap.Request, err error) (int, string) {
+	var in *directory.InputError
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		return gldap.ResultNoSuchObject, ""
+	case errors.Is(err, directory.ErrExists):
+		return gldap.ResultEntryAlreadyExists, ""
+	case errors.As(err, &in):
+		return gldap.ResultUnwillingToPerform, in.Msg
+	case errors.Is(err, context.DeadlineExceeded):
+		return gldap.ResultTimeLimitExceeded, ""
+	}
+	s.log.Error("ldap request failed", "op", op, "client", r.RemoteAddr().String(), "err", err)
+	return gldap.ResultUnavailable, "directory unavailable"
+}
+
+// Supported controls: paged results, and ManageDsaIT, which is trivially
+// honoured since the tree holds no referrals.
+const (
+	oidPaging      = gldap.ControlTypePaging
+	oidManageDsaIT = gldap.ControlTypeManageDsaIT
+)
+
+// unsupportedCritical reports whether a request carries a critical control
+// the server does not implement (RFC 4511 4.1.11: unavailableCriticalExtension).
+func unsupportedCritical(controls []gldap.Control) bool {
+	for _, c := range controls {
+		if cs, ok := c.(*gldap.ControlString); ok && cs.Criticality {
+			return true
+		}
+	}
+	return false
+}
+
+// limitListener enforces MaxConns: a slot is taken at accept and given back
+// by gldap's close callback.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.s.slots <- struct{}{}:
+			return c, nil
+		default:
+			l.s.log.Warn("ldap connection limit reached", "client", c.RemoteAddr().String(), "max", l.s.cfg.MaxConns)
+			go turnAway(c)
+		}
+	}
+}
+
+// turnAway tells a client over the connection limit to come back later.
+func turnAway(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	c.Write(noticeOfDisconnection(gldap.ResultUnavailable, "too many connections"))
+}
+
+// noticeOfDisconnection encodes the unsolicited notification RFC 4511 4.4.1.
+func noticeOfDisconnection(code int, msg string) []byte {
+	env := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Response")
+	env.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, int64(0), "MessageID"))
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, gldap.ApplicationExtendedResponse, nil, "Extended Response")
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(code), "resultCode"))
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", "matchedDN"))
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, msg, "diagnosticMessage"))
+	op.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, 10, gldap.NoticeOfDisconnectionOID, "responseName"))
+	env.AppendChild(op)
+	return env.Bytes()
+}
+
+// hclogTo sends gldap's own log lines (connection errors, panics) to log,
+// one line each.
+func hclogTo(log *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:        "gldap",
+		Level:       hclog.Warn,
+		Output:      slogWriter{log},
+		DisableTime: true,
+	})
+}
+
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn("ldap", "gldap", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}
