@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/tohost/tohost/directory/cache"
+	"github.com/tohost/tohost/directory/importer"
+	"github.com/tohost/tohost/directory/store/bolt"
+	"github.com/tohost/tohost/directory/store/postgres"
+)
+
+// bulkStore is the configured store opened for import or export: the
+// store itself, without the in-process cache (an import writes around
+// every cache and then invalidates them all).
+type bulkStore struct {
+	importer.BulkStore
+	kind string
+	// invalidate drops every cached user on every directory node: the
+	// Redis keys, and (through the invalidation channel) each node's
+	// in-process cache. nil without --redis.
+	invalidate func(context.Context) error
+	closeRedis func() error
+}
+
+// openBulk opens the store the flags configure, as `directory` would.
+func (f *storeFlags) openBulk(ctx context.Context) (*bulkStore, error) {
+	if f.postgres == "" {
+		if f.redis != "" {
+			return nil, fmt.Errorf("--redis needs --postgres: the embedded store serves one node")
+		}
+		st, err := bolt.Open(f.dataDir)
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: the embedded store in %s is in use (a running directory?); stop it first", err, f.dataDir)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &bulkStore{BulkStore: st, kind: "embedded store " + f.dataDir}, nil
+	}
+	st, err := postgres.Open(ctx, f.postgres, postgres.Options{MaxConns: f.pgMaxConns})
+	if err != nil {
+		return nil, err
+	}
+	b := &bulkStore{BulkStore: st, kind: "postgres"}
+	if f.redis == "" {
+		return b, nil
+	}
+	ropts, err := redis.ParseURL(f.redis)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("--redis: %w", err)
+	}
+	ropts.DialTimeout = 5 * time.Second
+	client := redis.NewClient(ropts)
+	shared := cache.NewRedis(st, cache.RedisOptions{Client: client, Prefix: f.redisPrefix})
+	b.kind = "postgres+redis"
+	b.invalidate = shared.InvalidateAll
+	b.closeRedis = client.Close
+	return b, nil
+}
+
+// Close closes the store and the Redis client.
+func (b *bulkStore) Close() error {
+	err := b.BulkStore.Close()
+	if b.closeRedis != nil {
+		if cerr := b.closeRedis(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}

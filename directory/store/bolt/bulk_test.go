@@ -1,0 +1,18 @@
+package bolt
+
+import (
+	"testing"
+
+	"github.com/tohost/tohost/directory/importer"
+	"github.com/tohost/tohost/directory/store/storetest"
+)
+
+func TestBulkConformance(t *testing.T) {
+	storetest.RunBulk(t, func(t *testing.T) importer.BulkStore {
+		s, err := Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
