@@ -468,7 +468,7 @@ func (r *run) sequence(ctx context.Context, b *batch, w *writer, prelude func() 
 				return fmt.Errorf("rejects file: %w", err)
 			}
 		}
-		if name, err := directory.NormalizeName(rj.rec.Name); err == nil {
+		if name, err := directory.NormalizeName(rj.rec.Name); err == nil && storable(name) {
 			w.keep = append(w.keep, name)
 		}
 	}

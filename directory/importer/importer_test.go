@@ -669,10 +669,10 @@ func TestFormatDetection(t *testing.T) {
 	}
 	s := openBolt(t)
 	for text, want := range map[string]importer.Format{
-		"\n# comment\ndn: uid=a\nuid: a@x\nuserPassword: {SSHA}x\n": importer.LDIF,
+		"\n# comment\ndn: uid=a\nuid: a@x\nuserPassword: {SSHA}x\n":  importer.LDIF,
 		"version: 1\n\ndn: uid=a\nuid: a@x\nuserPassword: {SSHA}x\n": importer.LDIF,
-		"a@x:{SSHA}x:tohost=\"a,b\"\n":                                 importer.NWAuth,
-		"\ufeffuser,password\na@x,p\n":                                 importer.CSV,
+		"a@x:{SSHA}x:tohost=\"a,b\"\n":                               importer.NWAuth,
+		"\ufeffuser,password\na@x,p\n":                               importer.CSV,
 	} {
 		if r := load(t, s, "-", text, importer.Options{}); r.err != nil || r.stats.Format != want || r.stats.Loaded() != 1 {
 			t.Errorf("%q: %s %+v %v", text, r.stats.Format, r.stats, r.err)

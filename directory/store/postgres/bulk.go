@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -123,14 +122,22 @@ const replaceDuplicates = `UPDATE users u SET display = s.display, domain = s.do
 	password = s.password, tohost = s.tohost, fields = s.fields, updated = $1, version = u.version + 1
 	FROM tohost_stage s WHERE s.line = ANY($2) AND u.name = s.name`
 
-// sweep deletes, among the next $4 users after $1, those the load did
-// not have: not written by it (updated before its stamp $2: a user
-// written since the load began is left alone), not seen unchanged, and not
-// named in $3. It returns the last name examined (NULL at the end).
-const sweep = `WITH win AS (SELECT name FROM users WHERE name > $1 ORDER BY name LIMIT $4),
-del AS (DELETE FROM users u USING win WHERE u.name = win.name AND u.updated < $2 AND NOT (u.name = ANY($3))
-	AND NOT EXISTS (SELECT FROM tohost_import_seen s WHERE s.name = u.name) RETURNING 1)
-SELECT (SELECT max(name) FROM win), (SELECT count(*) FROM del)`
+// The replace-mode sweep goes through users in windows of sweepWindow
+// names, each one statement pair in a transaction of its own: sweepBound
+// finds the window's last name (an index-only scan of the primary key),
+// sweepDelete deletes, in that key range, the users the load did not
+// have: not written by it (updated before its stamp $3: a user written
+// since the load began is left alone) and not in tohost_import_seen
+// (found unchanged, or rejected and kept). The join is forced to index
+// probes: a hash join would read the whole table (or the whole seen
+// table) for every window.
+const (
+	sweepBound  = `SELECT max(name) FROM (SELECT name FROM users WHERE name > $1 ORDER BY name LIMIT $2) w`
+	sweepPlan   = `SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`
+	sweepDelete = `DELETE FROM users u WHERE u.name > $1 AND u.name <= $2 AND u.updated < $3
+	AND NOT EXISTS (SELECT FROM tohost_import_seen s WHERE s.name = u.name)`
+	seenKeep = `INSERT INTO tohost_import_seen (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`
+)
 
 // createSeen holds the names of the users a replace-mode load found
 // unchanged (and so did not stamp). Unlogged: it matters only while the
@@ -178,9 +185,9 @@ func (b *bulk) begin(ctx context.Context, n int) error {
 		}
 		shards[shard] = true
 		b.conns = append(b.conns, conn)
-		if _, err := conn.Exec(ctx, `SET temp_buffers = '64MB'`); err != nil {
-			return unavailable(err)
-		}
+		// Room for a batch in the staging table (best effort: it can
+		// only be set before the session's first temporary table).
+		conn.Exec(ctx, `SET temp_buffers = '64MB'`)
 		if _, err := conn.Exec(ctx, createStage); err != nil {
 			return unavailable(err)
 		}
@@ -216,7 +223,6 @@ func (b *bulk) begin(ctx context.Context, n int) error {
 		return unavailable(err)
 	}
 	b.direct = empty
-	debugf("begin: empty=%v pending=%d expected=%d", empty, pending, b.opts.Expected)
 	switch {
 	case pending > 0:
 		b.rebuild = true // an interrupted load set them aside
@@ -361,21 +367,31 @@ func (b *bulk) merge(ctx context.Context, conn *pgx.Conn, entries []importer.Ent
 
 // Finish implements importer.Bulk.
 func (b *bulk) Finish(ctx context.Context, keep []string) (int64, error) {
-	debugf("finish")
 	var deleted int64
 	if b.opts.Mode == importer.Replace {
-		if keep == nil {
-			keep = []string{}
+		c := b.conns[0]
+		if len(keep) > 0 {
+			if _, err := c.Exec(ctx, seenKeep, keep); err != nil {
+				return 0, unavailable(err)
+			}
 		}
 		after := ""
 		for {
 			var last *string
-			var n int64
-			err := b.conns[0].QueryRow(ctx, sweep, after, b.stamp, keep, sweepWindow).Scan(&last, &n)
+			err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+				if err := tx.QueryRow(ctx, sweepBound, after, sweepWindow).Scan(&last); err != nil || last == nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, sweepPlan); err != nil {
+					return err
+				}
+				tag, err := tx.Exec(ctx, sweepDelete, after, *last, b.stamp)
+				deleted += tag.RowsAffected()
+				return err
+			})
 			if err != nil {
 				return deleted, unavailable(err)
 			}
-			deleted += n
 			if last == nil {
 				break
 			}
@@ -439,7 +455,6 @@ func restoreIndexes(ctx context.Context, conns []*pgx.Conn) error {
 	for _, c := range conns[:min(len(conns), len(defs))] {
 		g.Go(func() error {
 			for d := range queue {
-				t0 := time.Now()
 				err := pgx.BeginFunc(gctx, c, func(tx pgx.Tx) error {
 					// The indexes are built side by side, a connection
 					// each: parallel workers would only take CPU from
@@ -462,7 +477,6 @@ func restoreIndexes(ctx context.Context, conns []*pgx.Conn) error {
 				if err != nil {
 					return fmt.Errorf("rebuilding index %s: %w", d.Name, err)
 				}
-				debugf("index %s built in %v", d.Name, time.Since(t0))
 			}
 			return nil
 		})
@@ -471,12 +485,6 @@ func restoreIndexes(ctx context.Context, conns []*pgx.Conn) error {
 		return unavailable(err)
 	}
 	return nil
-}
-
-func debugf(format string, args ...any) {
-	if os.Getenv("TOHOST_BULK_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
-	}
 }
 
 func boolRank(b bool) int {
