@@ -92,6 +92,18 @@ func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 // stored as given, anything else is hashed with the configured scheme.
 // fields are merged with MergeFields. It reports whether the user was new.
 func (s *Service) Set(ctx context.Context, name, pass string, fields []Field) (created bool, err error) {
+	return s.write(ctx, name, pass, fields, false)
+}
+
+// Create is Set for a user that must not exist yet: ErrExists otherwise,
+// decided in the same transaction as the write, so two concurrent creates
+// of one name cannot overwrite each other.
+func (s *Service) Create(ctx context.Context, name, pass string, fields []Field) error {
+	_, err := s.write(ctx, name, pass, fields, true)
+	return err
+}
+
+func (s *Service) write(ctx context.Context, name, pass string, fields []Field, createOnly bool) (created bool, err error) {
 	key, err := NormalizeName(name)
 	if err != nil {
 		return false, err
@@ -108,6 +120,9 @@ func (s *Service) Set(ctx context.Context, name, pass string, fields []Field) (c
 	now := s.now()
 	_, err = s.store.Update(ctx, key, func(old *User) (*User, error) {
 		created = old == nil
+		if old != nil && createOnly {
+			return nil, ErrExists
+		}
 		if old == nil {
 			if hash == "" {
 				return nil, inputErrorf("a new user needs a password, not (NULL)")

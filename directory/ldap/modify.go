@@ -175,15 +175,11 @@ func (s *Server) addUser(r *gldap.Request, m *gldap.AddMessage) *writeError {
 	if we != nil {
 		return we
 	}
-	// Service.Set creates or updates; Add must not update. A user added
-	// between the two calls is overwritten: Service has no create-only
-	// write yet.
-	if _, err := s.svc.Lookup(s.ctx, name); err == nil {
-		return refuse(gldap.ResultEntryAlreadyExists, "")
-	} else if !errors.Is(err, directory.ErrNotFound) {
-		return s.fail("add", r, err)
-	}
-	if _, err := s.svc.Set(s.ctx, name, hash, fields); err != nil {
+	// Create decides "already exists" in the write's own transaction.
+	if err := s.svc.Create(s.ctx, name, hash, fields); err != nil {
+		if errors.Is(err, directory.ErrExists) {
+			return refuse(gldap.ResultEntryAlreadyExists, "")
+		}
 		return s.fail("add", r, err)
 	}
 	s.log.Info("ldap add", "user", name, "client", r.RemoteAddr().String())
