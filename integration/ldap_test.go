@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/go-ldap/ldap/v3"
@@ -10,9 +13,9 @@ import (
 // from the same caches; a tohost written over TCPAuth is the mailHost an
 // LDAP search returns at once.
 func TestLDAPSeesTCPAuthWrites(t *testing.T) {
-	ldapAddr := freeAddr(t)
+	ldapAddr, httpAddr := freeAddr(t), freeAddr(t)
 	d := startDirectory(t, t.TempDir(), "--ldap-addr", ldapAddr, "--ldap-base", "dc=example,dc=com",
-		"--ldap-anonymous-read")
+		"--ldap-anonymous-read", "--http-addr", httpAddr)
 	c := dial(t, d.addr)
 	l, err := ldap.DialURL("ldap://" + ldapAddr)
 	if err != nil {
@@ -41,5 +44,18 @@ func TestLDAPSeesTCPAuthWrites(t *testing.T) {
 	}
 	if err := l.Bind("uid=bob@example.com,ou=users,dc=example,dc=com", "pw"); err != nil {
 		t.Fatalf("bind with the TCPAuth password: %v", err)
+	}
+	// Both front ends report to the one /metrics.
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`tohost_ldap_requests_total{op="search"} 2`, `tohost_ldap_requests_total{op="bind"} 1`,
+		`tohost_tcpauth_requests_total{command="set",outcome="ok"} 2`, `tohost_directory_users 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

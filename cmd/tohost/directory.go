@@ -18,6 +18,7 @@ import (
 
 	"github.com/tohost/tohost/adminhttp"
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/ldap"
 	"github.com/tohost/tohost/directory/password"
 	"github.com/tohost/tohost/directory/tcpauth"
 )
@@ -106,7 +107,7 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		return fmt.Errorf("--tcpauth-addr: %w", err)
 	}
 	log.Info("directory started", "tcpauth", ln.Addr().String(), "store", store.kind, "version", version)
-	serveLDAP, err := f.ldap.listeners(svc, scheme, cfg.TLS, log)
+	serveLDAP, err := f.ldap.listeners(svc, scheme, cfg.TLS, log, ldap.NewMetrics(reg))
 	if err != nil {
 		ln.Close()
 		return err

@@ -39,7 +39,7 @@ func (f *ldapFlags) register(fl *pflag.FlagSet) {
 
 // listeners opens the configured LDAP listeners and returns a function
 // serving them all until ctx is done (nil when LDAP is off).
-func (f *ldapFlags) listeners(svc *directory.Service, scheme password.Scheme, tlsCfg *tls.Config, log *slog.Logger) (func(context.Context) error, error) {
+func (f *ldapFlags) listeners(svc *directory.Service, scheme password.Scheme, tlsCfg *tls.Config, log *slog.Logger, metrics *ldap.Metrics) (func(context.Context) error, error) {
 	if f.addr == "" && f.ldapsAddr == "" {
 		return nil, nil
 	}
@@ -47,7 +47,7 @@ func (f *ldapFlags) listeners(svc *directory.Service, scheme password.Scheme, tl
 		return nil, fmt.Errorf("--ldaps-addr needs --tls-cert and --tls-key")
 	}
 	cfg := ldap.Config{Base: f.base, AdminDN: f.adminDN, AdminPassword: f.adminPassword,
-		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log}
+		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics}
 	if f.adminPasswordFile != "" {
 		b, err := os.ReadFile(f.adminPasswordFile)
 		if err != nil {

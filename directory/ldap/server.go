@@ -61,6 +61,8 @@ type Config struct {
 	// negative: never). Without it a client that stops reading would hold
 	// its connection, and a graceful stop, forever.
 	IdleTimeout time.Duration
+	// Metrics, when set, counts requests and their latency.
+	Metrics *Metrics
 }
 
 // Server is the LDAP front end of a directory.Service.
@@ -147,26 +149,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // handle dispatches one request. Requests of a connection are served one
 // at a time (gldap.WithInlineRequests), so the session needs no lock.
 func (s *Server) handle(w *gldap.ResponseWriter, r *gldap.Request) {
+	start := time.Now()
+	op := opOther
 	switch m := r.Message().(type) {
 	case *gldap.SimpleBindMessage:
+		op = opBind
 		s.bind(w, r, m)
 	case *gldap.SearchMessage:
+		op = opSearch
 		s.search(w, r, m)
 	case *gldap.CompareMessage:
+		op = opCompare
 		s.compare(w, r, m)
 	case *gldap.AddMessage:
+		op = opAdd
 		s.add(w, r, m)
 	case *gldap.ModifyMessage:
+		op = opModify
 		s.modify(w, r, m)
 	case *gldap.DeleteMessage:
+		op = opDelete
 		s.delete(w, r, m)
 	case *gldap.ModifyDNMessage:
+		op = opModifyDN
 		s.modifyDN(w, r, m)
 	case *gldap.ExtendedOperationMessage:
+		op = opExtended
 		s.extended(w, r, m)
 	default:
 		s.reply(w, r.NewResult(gldap.ApplicationExtendedResponse, gldap.ResultProtocolError, "unsupported operation"))
 	}
+	s.cfg.Metrics.observe(op, time.Since(start))
 }
 
 // session is what a connection has proved about itself.
