@@ -56,12 +56,8 @@ func (f *dirClientFlags) client(conns int, log *slog.Logger) (*authent.Client, e
 		Secret:  f.secret,
 		Logger:  log,
 	}
-	if f.secretFile != "" {
-		b, err := os.ReadFile(f.secretFile)
-		if err != nil {
-			return nil, fmt.Errorf("--secret-file: %w", err)
-		}
-		cfg.Secret = strings.TrimRight(string(b), "\r\n")
+	if err := readSecretFile("--secret-file", f.secretFile, &cfg.Secret); err != nil {
+		return nil, err
 	}
 	if f.useTLS() {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.tlsInsecure}

@@ -155,12 +155,8 @@ func (f directoryFlags) tcpauthConfig(log *slog.Logger) (tcpauth.Config, error) 
 	if cfg.AdminAllow, err = parsePrefixes("--admin-allow", f.adminAllow); err != nil {
 		return cfg, err
 	}
-	if f.secretFile != "" {
-		b, err := os.ReadFile(f.secretFile)
-		if err != nil {
-			return cfg, fmt.Errorf("--secret-file: %w", err)
-		}
-		cfg.Secret = strings.TrimSpace(string(b))
+	if err := readSecretFile("--secret-file", f.secretFile, &cfg.Secret); err != nil {
+		return cfg, err
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
@@ -36,4 +37,20 @@ func (e *envError) Error() string { return e.name + ": " + e.err.Error() }
 
 func init() {
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return bindEnv(cmd) }
+}
+
+// readSecretFile sets *dst to the content of path, without the line ending
+// an editor or `echo` leaves, when path is given. Every secret and password
+// file flag reads through here, so a server and its clients agree on what
+// a file holds.
+func readSecretFile(flag, path string, dst *string) error {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	*dst = strings.TrimRight(string(b), "\r\n")
+	return nil
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -48,12 +46,8 @@ func (f *ldapFlags) listeners(svc *directory.Service, scheme password.Scheme, tl
 	}
 	cfg := ldap.Config{Base: f.base, AdminDN: f.adminDN, AdminPassword: f.adminPassword,
 		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics}
-	if f.adminPasswordFile != "" {
-		b, err := os.ReadFile(f.adminPasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ldap-admin-password-file: %w", err)
-		}
-		cfg.AdminPassword = strings.TrimSpace(string(b))
+	if err := readSecretFile("--ldap-admin-password-file", f.adminPasswordFile, &cfg.AdminPassword); err != nil {
+		return nil, err
 	}
 	var lns []net.Listener
 	closeAll := func() {
