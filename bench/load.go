@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,9 @@ type Config struct {
 	// answers every line with the same fixed reply (like loadgen without
 	// -verify-host).
 	AcceptAny bool
+	// Secret, when set, is sent as `auth <secret>` first on every
+	// connection, for a directory configured with a shared secret.
+	Secret string
 
 	// Log, if set, receives the first few error messages as they happen.
 	Log io.Writer
@@ -278,9 +282,34 @@ func (w *worker) dial(ctx context.Context) error {
 	}
 	w.rd.Reset(c)
 	w.wr.Reset(c)
+	if err := w.auth(c); err != nil {
+		c.Close()
+		return err
+	}
 	w.mu.Lock()
 	w.conn = c
 	w.mu.Unlock()
+	return nil
+}
+
+// auth sends the shared secret, when there is one, before any request.
+func (w *worker) auth(c net.Conn) error {
+	if w.r.cfg.Secret == "" {
+		return nil
+	}
+	c.SetDeadline(time.Now().Add(w.r.cfg.Timeout))
+	defer c.SetDeadline(time.Time{})
+	w.wr.WriteString("auth " + w.r.cfg.Secret + "\r\n")
+	if err := w.wr.Flush(); err != nil {
+		return err
+	}
+	line, err := w.rd.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+OK") {
+		return fmt.Errorf("auth refused: %s", strings.TrimSpace(line))
+	}
 	return nil
 }
 

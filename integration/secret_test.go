@@ -26,6 +26,18 @@ func TestSecretFile(t *testing.T) {
 	if err == nil {
 		t.Fatalf("lookup without the secret succeeded:\n%s", out)
 	}
+	for _, mode := range []string{"set", "lookup"} {
+		out, err = exec.Command(binary, "bench", "--addr", d.addr, "--secret", "s3cr3t-value", "--mode", mode,
+			"--users", "50", "-c", "2", "-n", "50", "-d", "0").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "errors=0") {
+			t.Fatalf("bench %s with the secret: %v\n%s", mode, err, out)
+		}
+	}
+	out, err = exec.Command(binary, "bench", "--addr", d.addr, "--secret", "wrong", "--mode", "lookup",
+		"--users", "50", "-c", "1", "-n", "5", "-d", "0", "--timeout", "2s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "auth refused") {
+		t.Fatalf("bench with a wrong secret: %v\n%s", err, out)
+	}
 	c := dial(t, d.addr)
 	c.expect("lookup a@x", "-ERR authentication required")
 	c.expect("auth s3cr3t-value", "+OK")

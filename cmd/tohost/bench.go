@@ -26,6 +26,7 @@ type benchFlags struct {
 	timeout     time.Duration
 	verifyHost  bool
 	acceptAny   bool
+	secret      string
 	reply       string
 	procs       int
 	allowRemote bool
@@ -79,7 +80,7 @@ with --mode lookup --accept-any).`,
 			res, err := bench.Run(ctx, bench.Config{
 				Addr: f.addr, Mode: f.mode, Conns: f.conns, Depth: f.depth, Duration: d, Count: f.count,
 				Users: f.users, First: f.first, Miss: f.miss, Seed: f.seed, Timeout: f.timeout,
-				VerifyHost: f.verifyHost, AcceptAny: f.acceptAny, Log: cmd.ErrOrStderr(),
+				VerifyHost: f.verifyHost, AcceptAny: f.acceptAny, Secret: f.secret, Log: cmd.ErrOrStderr(),
 			})
 			if res.Mode != "" { // the run took place
 				fmt.Fprintln(cmd.OutOrStdout(), res)
@@ -101,6 +102,7 @@ with --mode lookup --accept-any).`,
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "per-request timeout (a watchdog closes the connection)")
 	fl.BoolVar(&f.verifyHost, "verify-host", false, "lookup/check: the +OK line must carry the user's tohost field")
 	fl.BoolVar(&f.acceptAny, "accept-any", false, "check only +OK/-ERR, not the user name (for the echo server)")
+	fl.StringVar(&f.secret, "secret", "", "shared secret sent with `auth` first on every connection")
 	fl.StringVar(&f.reply, "reply", "+OK x config 0", "echo-server: the reply to every line (CRLF appended)")
 	fl.IntVar(&f.procs, "procs", 0, "GOMAXPROCS of this process (0 = Go default)")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a non-loopback --addr")
