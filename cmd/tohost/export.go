@@ -109,9 +109,9 @@ func runExport(ctx context.Context, f exportFlags, path string, stdout, stderr i
 		where = "standard output"
 	}
 	fmt.Fprintf(stderr, "export (%s) from %s to %s: %s users in %.2f s",
-		format, store.kind, where, group(st.Users), time.Since(start).Seconds())
+		format, store.kind, where, importer.Group(st.Users), time.Since(start).Seconds())
 	if st.Dropped > 0 {
-		fmt.Fprintf(stderr, "; %s users or fields left out (see above)", group(st.Dropped))
+		fmt.Fprintf(stderr, "; %s users or fields left out (see above)", importer.Group(st.Dropped))
 	}
 	fmt.Fprintln(stderr)
 	return nil

@@ -8,14 +8,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/tohost/tohost/directory/importer"
@@ -154,9 +151,9 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 		opts.Rejects = rejectsBuf
 	}
 
-	out := newImportOutput(stderr, in, f.progress)
-	opts.Report = out.report
-	opts.Progress = out.progress
+	out := importer.NewConsole(stderr, in, f.progress)
+	opts.Report = out.Report
+	opts.Progress = out.Progress
 
 	// A second SIGINT/SIGTERM (the first one cancels ctx) also stops the
 	// restoring of indexes after an interrupted import.
@@ -169,7 +166,7 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 		n := 0
 		for range sigs {
 			if n++; n == 2 {
-				out.note("interrupted again: stopping the clean-up; the next import finishes it")
+				out.Note("interrupted again: stopping the clean-up; the next import finishes it")
 				cancelCleanup()
 				return
 			}
@@ -178,7 +175,7 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 	go func() {
 		<-ctx.Done()
 		if ctx.Err() != nil && cleanupCtx.Err() == nil {
-			out.note("interrupted: committed batches stay; finishing up (interrupt again to stop that)")
+			out.Note("interrupted: committed batches stay; finishing up (interrupt again to stop that)")
 		}
 	}()
 	opts.Cleanup = cleanupCtx
@@ -186,7 +183,7 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 	stopInvalidating := periodicInvalidate(ctx, store, f.invalidate, out)
 	stats, err := importer.Import(ctx, store, in, opts)
 	stopInvalidating()
-	out.done()
+	out.Done()
 
 	if rejectsBuf != nil {
 		if ferr := rejectsBuf.Flush(); ferr != nil && err == nil {
@@ -199,22 +196,22 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 		if store.invalidate != nil {
 			ictx, cancel := context.WithTimeout(cleanupCtx, time.Minute)
 			if ierr := store.invalidate(ictx); ierr != nil {
-				out.note("invalidating the caches failed: " + ierr.Error() +
+				out.Note("invalidating the caches failed: " + ierr.Error() +
 					"; directory nodes serve cached users until --redis-ttl / --cache-ttl expire")
 			}
 			cancel()
 		} else if f.store.postgres != "" {
-			out.note("no --redis: directory nodes without a shared cache may serve cached users until their --cache-ttl expires")
+			out.Note("no --redis: directory nodes without a shared cache may serve cached users until their --cache-ttl expires")
 		}
 	}
-	fmt.Fprintln(stdout, summary(in.Name, store.kind, stats))
+	fmt.Fprintln(stdout, importer.Summary(in.Name, store.kind, stats))
 	switch {
 	case err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return errors.New("interrupted: the batches committed so far stay; run the same import again to complete it")
 	case err != nil:
 		return err
 	case stats.Rejected > 0:
-		return fmt.Errorf("%d record%s rejected", stats.Rejected, plural(stats.Rejected))
+		return fmt.Errorf("%d record%s rejected", stats.Rejected, importer.Plural(stats.Rejected))
 	}
 	return nil
 }
@@ -255,7 +252,7 @@ func importInput(path string, strict bool) (importer.Input, func(), error) {
 
 // periodicInvalidate invalidates the caches every `every` while a long
 // import runs, so nodes do not serve pre-import records until the end.
-func periodicInvalidate(ctx context.Context, store *bulkStore, every time.Duration, out *importOutput) func() {
+func periodicInvalidate(ctx context.Context, store *bulkStore, every time.Duration, out *importer.Console) func() {
 	if store.invalidate == nil || every <= 0 {
 		return func() {}
 	}
@@ -272,165 +269,10 @@ func periodicInvalidate(ctx context.Context, store *bulkStore, every time.Durati
 				return
 			case <-t.C:
 				if err := store.invalidate(ctx); err != nil && ctx.Err() == nil {
-					out.note("invalidating the caches failed: " + err.Error())
+					out.Note("invalidating the caches failed: " + err.Error())
 				}
 			}
 		}
 	})
 	return func() { close(done); wg.Wait() }
-}
-
-func summary(name, kind string, s importer.Stats) string {
-	rate := 0.0
-	if sec := s.Elapsed.Seconds(); sec > 0 {
-		rate = float64(s.Loaded()) / sec
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "import %s (%s) into %s: read %s, imported %s, updated %s, unchanged %s, skipped %s, rejected %s",
-		name, s.Format, kind, group(s.Read), group(s.Created), group(s.Updated), group(s.Unchanged), group(s.Skipped), group(s.Rejected))
-	if s.Duplicates > 0 {
-		fmt.Fprintf(&b, ", duplicates %s", group(s.Duplicates))
-	}
-	if s.NotUsers > 0 {
-		fmt.Fprintf(&b, ", not users %s", group(s.NotUsers))
-	}
-	if s.Deleted > 0 {
-		fmt.Fprintf(&b, ", deleted %s", group(s.Deleted))
-	}
-	fmt.Fprintf(&b, "; %.2f s, %s users/s", s.Elapsed.Seconds(), group(int64(rate)))
-	return b.String()
-}
-
-// group writes n with thousands separators.
-func group(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func plural(n int64) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
-}
-
-// importOutput shows reports and progress on stderr: a bar on a terminal,
-// a line every 10 s otherwise.
-type importOutput struct {
-	mu       sync.Mutex
-	w        io.Writer
-	name     string
-	bar      *progressbar.ProgressBar
-	lines    bool
-	last     time.Time
-	checking bool
-}
-
-func newImportOutput(w io.Writer, in importer.Input, mode string) *importOutput {
-	o := &importOutput{w: w, name: filepath.Base(in.Name)}
-	if in.Name == "-" {
-		o.name = "stdin"
-	}
-	if mode == "auto" {
-		mode = "lines"
-		if f, ok := w.(*os.File); ok && isTerminal(f) {
-			mode = "bar"
-		}
-	}
-	switch mode {
-	case "bar":
-		size := in.Size
-		if size <= 0 {
-			size = -1
-		}
-		o.bar = progressbar.NewOptions64(size,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionShowDescriptionAtLineEnd(),
-			progressbar.OptionSetDescription("importing"),
-			progressbar.OptionSetRenderBlankState(true))
-	case "lines":
-		o.lines = true
-		o.last = time.Now()
-	}
-	return o
-}
-
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// report prints one rejected, duplicate or skipped record.
-func (o *importOutput) report(r importer.Report) {
-	o.note(o.name + ": " + r.String())
-}
-
-// note prints a line above the bar.
-func (o *importOutput) note(s string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.bar != nil {
-		o.bar.Clear()
-	}
-	fmt.Fprintln(o.w, s)
-}
-
-func (o *importOutput) progress(p importer.Progress) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	rate := 0.0
-	if s := p.Elapsed.Seconds(); s > 0 {
-		rate = float64(p.Loaded) / s
-	}
-	switch {
-	case o.bar != nil:
-		if p.Checking != o.checking { // the dry pass of --strict ends
-			o.checking = p.Checking
-			o.bar.Reset()
-		}
-		desc := fmt.Sprintf("%s users, %s users/s", group(p.Loaded), group(int64(rate)))
-		if p.Checking {
-			desc = fmt.Sprintf("checking: %s records", group(p.Read))
-		}
-		o.bar.Describe(desc)
-		o.bar.Set64(p.Bytes)
-	case o.lines && time.Since(o.last) >= 10*time.Second:
-		o.last = time.Now()
-		pct := ""
-		if p.Size > 0 {
-			pct = fmt.Sprintf(" (%.0f%% of %s)", 100*float64(p.Bytes)/float64(p.Size), o.name)
-		}
-		if p.Checking {
-			fmt.Fprintf(o.w, "%s: checked %s records%s\n", o.name, group(p.Read), pct)
-			break
-		}
-		fmt.Fprintf(o.w, "%s: read %s records%s, loaded %s users, %s users/s\n",
-			o.name, group(p.Read), pct, group(p.Loaded), group(int64(rate)))
-	}
-}
-
-func (o *importOutput) done() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.bar != nil {
-		o.bar.Finish()
-		fmt.Fprintln(o.w)
-	}
 }
