@@ -191,27 +191,14 @@ func BenchmarkLocalHit(b *testing.B) {
 // directory sees them; the cost is dominated by cache misses, so it
 // measures the entry layout.
 func BenchmarkLocalHitSpread(b *testing.B) {
-	st, err := bolt.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	const n = 200_000
-	c := NewLocal(st, LocalOptions{Size: n * 2})
+	c, names := spreadCache(b)
 	defer c.Close()
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("user%07d@domain%02d.example", i, i%100)
-		u := &directory.User{Name: names[i], Display: names[i], Password: "{SSHA}0123456789012345678901234567890123",
-			Fields: []directory.Field{{Label: "tohost", Value: "backend1.example"}, {Label: "quota", Value: "1073741824"}, {Label: "name", Value: "Alice Smith"}}}
-		s, h := c.shard(names[i])
-		c.store(s, h, s.gen, names[i], u, 0)
-	}
 	var sink int
 	b.ResetTimer()
 	x := uint64(1)
 	for i := 0; i < b.N; i++ {
 		x = x*6364136223846793005 + 1442695040888963407
-		u, err := c.Get(ctx, names[(x>>33)%n])
+		u, err := c.Get(ctx, names[(x>>33)%uint64(len(names))])
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -220,4 +207,41 @@ func BenchmarkLocalHitSpread(b *testing.B) {
 		}
 	}
 	_ = sink
+}
+
+// spreadCache is a cache holding 200,000 users.
+func spreadCache(b *testing.B) (*Local, []string) {
+	st, err := bolt.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 200_000
+	c := NewLocal(st, LocalOptions{Size: n * 2})
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("user%07d@domain%02d.example", i, i%100)
+		u := &directory.User{Name: names[i], Display: names[i], Password: "{SSHA}0123456789012345678901234567890123",
+			Fields: []directory.Field{{Label: "tohost", Value: "backend1.example"}, {Label: "quota", Value: "1073741824"}, {Label: "name", Value: "Alice Smith"}}}
+		s, h := c.shard(names[i])
+		c.store(s, h, s.gen, names[i], u, 0)
+	}
+	return c, names
+}
+
+// BenchmarkLocalHitSpreadParallel is BenchmarkLocalHitSpread from every
+// core at once, as the directory's connections read the cache.
+func BenchmarkLocalHitSpreadParallel(b *testing.B) {
+	c, names := spreadCache(b)
+	defer c.Close()
+	var seed atomic.Uint64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		x := seed.Add(12345)
+		for pb.Next() {
+			x = x*6364136223846793005 + 1442695040888963407
+			if _, err := c.Get(ctx, names[(x>>33)%uint64(len(names))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
