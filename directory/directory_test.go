@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -134,5 +136,17 @@ func TestMatch(t *testing.T) {
 	}
 	if p := NewMatch("user").Prefix(); p != "" {
 		t.Errorf("substring prefix = %q", p)
+	}
+}
+
+func TestIsAnswer(t *testing.T) {
+	for err, want := range map[error]bool{
+		ErrNotFound: true, ErrExists: true, &InputError{Msg: "x"}: true,
+		fmt.Errorf("wrapped: %w", ErrNotFound): true,
+		ErrUnavailable:                         false, errors.New("disk full"): false, ErrBadCredentials: false,
+	} {
+		if got := IsAnswer(err); got != want {
+			t.Errorf("IsAnswer(%v) = %v", err, got)
+		}
 	}
 }

@@ -20,6 +20,15 @@ var (
 	ErrBadCredentials = errors.New("password wrong or not a valid user")
 )
 
+// IsAnswer reports whether err is one of the directory's own answers (no
+// such user, name taken, bad input) rather than a failure of the storage.
+// Stores pass answers through unchanged and wrap everything else in
+// ErrUnavailable.
+func IsAnswer(err error) bool {
+	var in *InputError
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.As(err, &in)
+}
+
 // UpdateFunc computes a user's new record from the current one (nil when the
 // user does not exist yet). It must not modify old, and may be called more
 // than once (a store may retry a transaction), so it must have no side

@@ -256,7 +256,7 @@ func (s *Store) batch(fn func(*bbolt.Tx) error) error {
 	s.commits <- w
 	s.closeMu.RUnlock()
 	err := <-w.err
-	if err == nil || isDirectoryError(err) {
+	if err == nil || directory.IsAnswer(err) {
 		return err
 	}
 	return unavailable(err)
@@ -288,7 +288,7 @@ func (s *Store) commitLoop() {
 		err := s.db.Update(func(tx *bbolt.Tx) error {
 			for i, w := range group {
 				results[i] = w.fn(tx)
-				if results[i] != nil && !isDirectoryError(results[i]) {
+				if results[i] != nil && !directory.IsAnswer(results[i]) {
 					return results[i]
 				}
 			}
@@ -302,11 +302,6 @@ func (s *Store) commitLoop() {
 			}
 		}
 	}
-}
-
-func isDirectoryError(err error) bool {
-	var in *directory.InputError
-	return errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrExists) || errors.As(err, &in)
 }
 
 func unavailable(err error) error {

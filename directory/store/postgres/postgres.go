@@ -154,10 +154,3 @@ func unavailable(err error) error {
 	}
 	return fmt.Errorf("%w: postgres: %w", directory.ErrUnavailable, err)
 }
-
-// isDirectoryError reports errors that are answers, not failures: they
-// pass through unchanged.
-func isDirectoryError(err error) bool {
-	var in *directory.InputError
-	return errors.Is(err, directory.ErrNotFound) || errors.Is(err, directory.ErrExists) || errors.As(err, &in)
-}
