@@ -103,13 +103,13 @@ func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
 	s.mu.RUnlock()
 	if e != nil && e.name == name && (e.expires == 0 || e.expires > c.clock.now()) {
 		e.ref.Store(true)
-		c.opts.Metrics.hit("local")
+		c.opts.Metrics.hit(layerLocal)
 		if e.missing {
 			return nil, directory.ErrNotFound
 		}
 		return &e.user, nil
 	}
-	c.opts.Metrics.miss("local")
+	c.opts.Metrics.miss(layerLocal)
 	u, err := c.next.Get(ctx, name)
 	switch {
 	case err == nil:

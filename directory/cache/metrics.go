@@ -2,10 +2,21 @@ package cache
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Metrics counts cache hits and misses by layer ("local", "redis").
-// A nil *Metrics counts nothing.
+// The cache layers, as metric labels.
+type layer int
+
+const (
+	layerLocal layer = iota
+	layerRedis
+	numLayers
+)
+
+var layerNames = [numLayers]string{"local", "redis"}
+
+// Metrics counts cache hits and misses by layer. The counters are looked
+// up once, so a hit only adds. A nil *Metrics counts nothing.
 type Metrics struct {
-	hits, misses map[string]prometheus.Counter
+	hits, misses [numLayers]prometheus.Counter
 	redisErrors  prometheus.Counter
 }
 
@@ -18,22 +29,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	redisErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tohost_cache_redis_errors_total", Help: "Failed Redis operations (the store answered instead)."})
 	reg.MustRegister(hits, misses, redisErrors)
-	m := &Metrics{hits: map[string]prometheus.Counter{}, misses: map[string]prometheus.Counter{}, redisErrors: redisErrors}
-	for _, l := range []string{"local", "redis"} {
-		m.hits[l], m.misses[l] = hits.WithLabelValues(l), misses.WithLabelValues(l)
+	m := &Metrics{redisErrors: redisErrors}
+	for l, name := range layerNames {
+		m.hits[l], m.misses[l] = hits.WithLabelValues(name), misses.WithLabelValues(name)
 	}
 	return m
 }
 
-func (m *Metrics) hit(layer string) {
+func (m *Metrics) hit(l layer) {
 	if m != nil {
-		m.hits[layer].Inc()
+		m.hits[l].Inc()
 	}
 }
 
-func (m *Metrics) miss(layer string) {
+func (m *Metrics) miss(l layer) {
 	if m != nil {
-		m.misses[layer].Inc()
+		m.misses[l].Inc()
 	}
 }
 

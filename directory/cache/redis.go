@@ -103,14 +103,14 @@ func (r *Redis) Get(ctx context.Context, name string) (*directory.User, error) {
 		b, err := r.c.Get(ctx, r.key(name)).Bytes()
 		switch {
 		case err == nil && len(b) > 0 && b[0] == markMissing:
-			r.opts.Metrics.hit("redis")
+			r.opts.Metrics.hit(layerRedis)
 			return nil, directory.ErrNotFound
 		case err == nil && len(b) > 0 && b[0] == markTombstone:
 			refill = false
 		case err == nil:
 			u := new(directory.User)
 			if u.UnmarshalBinary(b) == nil {
-				r.opts.Metrics.hit("redis")
+				r.opts.Metrics.hit(layerRedis)
 				return u, nil
 			}
 			r.log.Warn("redis cache: undecodable entry, reading the store", "user", name)
@@ -120,7 +120,7 @@ func (r *Redis) Get(ctx context.Context, name string) (*directory.User, error) {
 			refill = false
 		}
 	}
-	r.opts.Metrics.miss("redis")
+	r.opts.Metrics.miss(layerRedis)
 	u, err := r.next.Get(ctx, name)
 	if refill {
 		switch {

@@ -114,7 +114,7 @@ func TestRedisServesHitsAndMisses(t *testing.T) {
 			t.Fatalf("read %q", got)
 		}
 	}
-	if hits := testutil.ToFloat64(m.hits["redis"]); hits < 1 {
+	if hits := testutil.ToFloat64(m.hits[layerRedis]); hits < 1 {
 		t.Fatalf("redis hits = %v", hits)
 	}
 	if gets := next.gets.Load(); gets > 2 {
