@@ -231,3 +231,21 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatal("node did not go back to filling Redis")
 	}
 }
+
+// TestRedisUndecodableEntry: a Redis value that is not a user record (a
+// foreign writer, a version skew) is never served; the store answers.
+func TestRedisUndecodableEntry(t *testing.T) {
+	c, prefix := sharedRedis(t)
+	next := newBolt(t)
+	n := newNode(t, next, c, prefix, nil)
+	set(t, next, "u@x", "h1")
+	for _, junk := range [][]byte{{1, 0xff}, []byte("garbage"), {}} {
+		if err := c.Set(ctx, prefix+"user:u@x", junk, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		n.local.Flush()
+		if got := tohostOf(n.local, "u@x"); got != "h1" {
+			t.Fatalf("with %q in Redis the node read %q", junk, got)
+		}
+	}
+}

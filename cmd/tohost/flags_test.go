@@ -1,0 +1,81 @@
+package main
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+func TestParsePrefixes(t *testing.T) {
+	got, err := parsePrefixes("--allow", []string{"10.1.2.3/8", " 192.0.2.7 ", "::1", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("::1/128")}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("prefix %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/33", "example.com", "10.0.0"} {
+		_, err := parsePrefixes("--allow", []string{bad})
+		if err == nil || !strings.Contains(err.Error(), "--allow") || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%q: err = %v, want one naming the flag and the value", bad, err)
+		}
+	}
+}
+
+func TestEnvironmentFlags(t *testing.T) {
+	cmd := &cobra.Command{Use: "x"}
+	var n int
+	var s string
+	cmd.Flags().IntVar(&n, "max-conns", 1, "")
+	cmd.Flags().StringVar(&s, "data-dir", "d", "")
+	t.Setenv("TOHOST_DATA_DIR", "/var/lib/tohost")
+	t.Setenv("TOHOST_MAX_CONNS", "12")
+	if err := bindEnv(cmd); err != nil || n != 12 || s != "/var/lib/tohost" {
+		t.Fatalf("bindEnv: %v, n=%d s=%q", err, n, s)
+	}
+	t.Setenv("TOHOST_MAX_CONNS", "many")
+	n = 1
+	err := bindEnv(cmd)
+	if err == nil || !strings.Contains(err.Error(), "TOHOST_MAX_CONNS") {
+		t.Fatalf("bad environment value: %v, want an error naming the variable", err)
+	}
+	// A flag given on the command line wins over the environment.
+	cmd.Flags().Set("max-conns", "3")
+	t.Setenv("TOHOST_MAX_CONNS", "12")
+	if err := bindEnv(cmd); err != nil || n != 3 {
+		t.Fatalf("command line overridden: %v n=%d", err, n)
+	}
+}
+
+func TestTCPAuthConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	f := directoryFlags{allow: []string{"127.0.0.0/8"}, adminAllow: []string{"127.0.0.0/8"}}
+	f.tlsCert = filepath.Join(dir, "cert.pem")
+	if _, err := f.tcpauthConfig(nil); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Errorf("cert without key: %v", err)
+	}
+	f.tlsKey = filepath.Join(dir, "key.pem")
+	if _, err := f.tcpauthConfig(nil); err == nil || !strings.Contains(err.Error(), "--tls-cert") {
+		t.Errorf("missing cert files: %v", err)
+	}
+	f.tlsCert, f.tlsKey = "", ""
+	f.secretFile = filepath.Join(dir, "none")
+	if _, err := f.tcpauthConfig(nil); err == nil || !strings.Contains(err.Error(), "--secret-file") {
+		t.Errorf("missing secret file: %v", err)
+	}
+	os.WriteFile(f.secretFile, []byte("s3cret \r\n"), 0o600)
+	cfg, err := f.tcpauthConfig(nil)
+	if err != nil || cfg.Secret != "s3cret " {
+		t.Errorf("secret file: %q %v (only the line ending is trimmed)", cfg.Secret, err)
+	}
+}
