@@ -449,14 +449,7 @@ func (s *Server) rename(r *gldap.Request, m *gldap.ModifyDNMessage) *writeError 
 	if err := directory.ValidateName(name); err != nil {
 		return refuse(gldap.ResultNamingViolation, err.Error())
 	}
-	if normalized(name) == normalized(old) {
-		// Same key: nothing to move. (A change of case only would need
-		// Service.Rename to accept the same name.)
-		if _, err := s.svc.Lookup(s.ctx, old); err != nil {
-			return s.fail("rename", r, err)
-		}
-		return nil
-	}
+	// A new name with the same key changes only how the name is written.
 	if err := s.svc.Rename(s.ctx, old, name); err != nil {
 		return s.fail("rename", r, err)
 	}

@@ -180,5 +180,10 @@ func TestModifyDN(t *testing.T) {
 	}
 	wantCode(t, a.ModifyDN(goldap.NewModifyDNRequest(userDN("bob@example.com"), "mail=bob2@example.com", false, "ou=users,"+testBase)), goldap.LDAPResultSuccess)
 	h.lookup("bob2@example.com")
+	// Only the case: the name is written anew, the record stays.
+	wantCode(t, a.ModifyDN(goldap.NewModifyDNRequest(userDN("bob2@example.com"), "uid=Bob2@Example.com", true, "")), goldap.LDAPResultSuccess)
+	if u := h.lookup("bob2@example.com"); u.Display != "Bob2@Example.com" {
+		t.Errorf("case-only rename kept display %q", u.Display)
+	}
 	wantCode(t, h.dial().ModifyDN(goldap.NewModifyDNRequest(userDN("bob2@example.com"), "uid=b@example.com", true, "")), goldap.LDAPResultInsufficientAccessRights)
 }

@@ -168,6 +168,16 @@ func testRename(t *testing.T, s directory.Store) {
 	if n, _ := s.Count(ctx); n != 2 {
 		t.Fatalf("count after rename = %d, want 2", n)
 	}
+	// The same key with another spelling: only the display name changes.
+	if err := s.Rename(ctx, "new@x", "new@x", "NEW@x"); err != nil {
+		t.Fatalf("rename to the same key: %v", err)
+	}
+	if u := mustGet(t, s, "new@x"); u.Display != "NEW@x" || u.Tohost() != "h1" || u.Version != 3 {
+		t.Fatalf("after a case-only rename: %+v", u)
+	}
+	if n, _ := s.Count(ctx); n != 2 {
+		t.Fatalf("count after case-only rename = %d, want 2", n)
+	}
 }
 
 func names(t *testing.T, s directory.Store, pattern string) []string {
