@@ -38,6 +38,7 @@ type conn struct {
 	scratch authent.Reply   // reply buffer of the reader
 	ctx     context.Context // for store calls; survives shutdown
 	idleAt  time.Time       // when the read deadline was last pushed
+	lastAt  time.Time       // when the reader last answered a request
 }
 
 // op is one write in progress.
@@ -102,9 +103,15 @@ func (c *conn) serve(ctx context.Context) {
 
 // pushDeadline moves the idle deadline forward, at most a few times per
 // timeout period so the hot path does not touch the timer per request.
+// When the reader has just answered a request it takes the time from that
+// answer rather than reading the clock again.
 func (c *conn) pushDeadline() {
 	idle := c.srv.cfg.IdleTimeout
-	if now := time.Now(); now.Sub(c.idleAt) > idle/8 {
+	now := c.lastAt
+	if !now.After(c.idleAt) {
+		now = time.Now()
+	}
+	if now.Sub(c.idleAt) > idle/8 {
 		c.idleAt = now
 		// The write side too: a client that stops reading its replies
 		// must not hold the connection (and its writes) forever.
@@ -164,7 +171,7 @@ func (c *conn) sync(req *authent.Request, errMsg string) {
 	if errMsg != "" {
 		c.scratch.Err(errMsg)
 	} else {
-		c.handle(req, &c.scratch)
+		c.lastAt = c.handle(req, &c.scratch)
 	}
 	c.write(c.scratch.Buf)
 }

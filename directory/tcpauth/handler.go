@@ -10,8 +10,9 @@ import (
 	"github.com/tohost/tohost/protocol/authent"
 )
 
-// handle renders the reply to one parsed, permitted request into rep.
-func (c *conn) handle(req *authent.Request, rep *authent.Reply) {
+// handle renders the reply to one parsed, permitted request into rep and
+// returns when it finished.
+func (c *conn) handle(req *authent.Request, rep *authent.Reply) time.Time {
 	start := time.Now()
 	outcome := outcomeOK
 	switch req.Cmd {
@@ -41,7 +42,9 @@ func (c *conn) handle(req *authent.Request, rep *authent.Reply) {
 	case authent.Exit, authent.Quit:
 		rep.OK("")
 	}
-	c.srv.cfg.Metrics.observe(req.Cmd, outcome, time.Since(start))
+	end := time.Now()
+	c.srv.cfg.Metrics.observe(req.Cmd, outcome, end.Sub(start))
+	return end
 }
 
 var helpLines = []string{
