@@ -29,8 +29,9 @@ import (
 //
 // A large load into an empty (or small) table sets the secondary indexes
 // (trigram, tohost, domain) aside and builds them at the end: building the
-// trigram index from the finished table costs a fraction of maintaining
-// it row by row. The definitions of the dropped indexes are kept in table
+// trigram indexes from the finished table costs a fraction of maintaining
+// them row by row, and the four of them (see nameShards) are built side by
+// side. The definitions of the dropped indexes are kept in table
 // tohost_import_index until they are built again, so a load that was
 // killed leaves a record of what to rebuild, and the next load (or any
 // later Finish or Close) rebuilds it. Into an empty table, batches are
@@ -458,7 +459,7 @@ func restoreIndexes(ctx context.Context, conns []*pgx.Conn) error {
 				err := pgx.BeginFunc(gctx, c, func(tx pgx.Tx) error {
 					// The indexes are built side by side, a connection
 					// each: parallel workers would only take CPU from
-					// the trigram index, the longest.
+					// the other builds.
 					if _, err := tx.Exec(gctx, `SET LOCAL maintenance_work_mem = '256MB'; SET LOCAL max_parallel_maintenance_workers = 0`); err != nil {
 						return err
 					}
