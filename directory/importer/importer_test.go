@@ -324,12 +324,18 @@ func TestLDIF(t *testing.T) {
 		"uid: nodn@x\nuserPassword: {SSHA}x\n\n" +
 		"dn: uid=change@x,ou=users,dc=example,dc=com\nchangetype: add\nuid: change@x\n\n" +
 		"dn: uid=url@x,ou=users,dc=example,dc=com\nuid: url@x\njpegPhoto:< file:///etc/passwd\n\n" +
-		"dn: uid=quote,ou=users,dc=example,dc=com\nuid: quote@x\nuserPassword: {SSHA}x\ncn:: YSJi\n"
+		"dn: uid=quote,ou=users,dc=example,dc=com\nuid: quote@x\nuserPassword: {SSHA}x\ncn:: YSJi\n\n" +
+		// Attribute names and classes in any case.
+		"dn: cn=team,dc=example,dc=com\nOBJECTCLASS: GroupOfNames\nMAIL: team@example.com\n\n" +
+		"dn: uid=eve,dc=example,dc=com\nObjectClass: inetOrgPerson\nUID: Eve@x\nUSERPASSWORD: {SSHA}x\nMailHost: b4\n"
 	r := load(t, s, "dump.ldif", text, importer.Options{})
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	wantStats(t, r.stats, importer.Stats{Read: 11, Created: 2, Rejected: 6, NotUsers: 3})
+	wantStats(t, r.stats, importer.Stats{Read: 13, Created: 3, Rejected: 6, NotUsers: 4})
+	if u := get(t, s, "eve@x"); u.Password != "{SSHA}x" || fields(u) != "tohost=b4;" {
+		t.Fatalf("%+v", u)
+	}
 	wantReports(t, r.reports,
 		`line 45: user "nopw@x": no password`,
 		`line 48: user "bad64@x": bad base64 value of userPassword`,

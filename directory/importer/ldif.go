@@ -2,6 +2,7 @@ package importer
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"io"
 	"strings"
@@ -27,27 +28,41 @@ type ldifReader struct {
 	altAttr  string // the other one
 	version  string // the "version:" line, if the file had one
 	first    bool
-	phys     []string
+	buf      []byte   // the entry being read
+	ends     []int    // where each of its lines ends in buf
+	phys     []string // its lines, slices of one string
 	attrs    []ldifAttr
-	lowers   map[string]string // attribute names in lower case
+	names    lowerCache // attribute names in lower case
+	classes  lowerCache // objectClass values in lower case
 }
 
-// lower returns name in lower case, without allocating for the few
-// attribute names a file uses over and over.
-func (l *ldifReader) lower(name string) string {
-	if s, ok := l.lowers[name]; ok {
-		return s
+// lowerCache turns the i-th attribute name (or value) of an entry into
+// lower case. The entries of a file repeat their attributes in the same
+// order, so the answer for the i-th one of the last entry is usually the
+// answer again: a string comparison instead of a map lookup per line.
+type lowerCache []struct{ s, lower string }
+
+func (c *lowerCache) get(i int, s string) string {
+	if i < len(*c) && (*c)[i].s == s {
+		return (*c)[i].lower
 	}
-	s := strings.ToLower(name)
-	if len(l.lowers) < 1000 {
-		l.lowers[strings.Clone(name)] = s
+	lower := strings.ToLower(s)
+	if i < 64 {
+		for len(*c) <= i {
+			*c = append(*c, struct{ s, lower string }{})
+		}
+		// Copies: s is a slice of a whole entry, which must not be kept.
+		kept := strings.Clone(s)
+		if lower == s {
+			lower = kept
+		}
+		(*c)[i] = struct{ s, lower string }{kept, lower}
 	}
-	return s
+	return lower
 }
 
 func newLDIFReader(r io.Reader, nameAttr string) *ldifReader {
-	l := &ldifReader{lr: newLineReader(r), nameAttr: "uid", altAttr: "mail", first: true,
-		lowers: map[string]string{}}
+	l := &ldifReader{lr: newLineReader(r), nameAttr: "uid", altAttr: "mail", first: true}
 	if strings.EqualFold(nameAttr, "mail") {
 		l.nameAttr, l.altAttr = "mail", "uid"
 	}
@@ -90,11 +105,11 @@ var ldifSkip = map[string]bool{
 // next reads the next entry into rec, or returns io.EOF.
 func (l *ldifReader) next(rec *Record) error {
 	for {
-		phys, start, err := l.entryLines()
+		raw, phys, start, err := l.entryLines()
 		if err != nil {
 			return err
 		}
-		*rec = Record{Line: start, Raw: strings.Join(phys, "\n")}
+		*rec = Record{Line: start, Raw: raw}
 		if l.lr.tooLong {
 			rec.Err = errLineTooLong
 			return nil
@@ -117,43 +132,56 @@ func (l *ldifReader) next(rec *Record) error {
 	}
 }
 
-// entryLines returns the physical lines of the next entry (comments
-// included) and the number of its first line.
-func (l *ldifReader) entryLines() ([]string, int64, error) {
-	phys := l.phys[:0]
+// entryLines returns the text of the next entry (comments included), its
+// physical lines and the number of its first line. The entry is copied
+// into one string and the lines are slices of it: one allocation per
+// entry, not one per line.
+func (l *ldifReader) entryLines() (string, []string, int64, error) {
+	buf := l.buf[:0]
+	ends := l.ends[:0]
 	var start int64
 	for {
-		line, err := l.lr.next()
-		if err == io.EOF && len(phys) > 0 {
+		line, err := l.lr.nextBytes()
+		if err == io.EOF && len(ends) > 0 {
 			break
 		}
 		if err != nil {
-			return nil, 0, err
+			return "", nil, 0, err
 		}
 		if l.first {
-			line = strings.TrimPrefix(line, "\ufeff")
+			line = bytes.TrimPrefix(line, []byte("\ufeff"))
 			l.first = false
-			if strings.HasPrefix(line, "version:") {
-				l.version = line
+			if bytes.HasPrefix(line, []byte("version:")) {
+				l.version = string(line)
 				continue
 			}
 		}
-		if line == "" {
-			if len(phys) > 0 {
+		if len(line) == 0 {
+			if len(ends) > 0 {
 				break
 			}
 			continue
 		}
-		if len(phys) == 0 {
+		if len(ends) == 0 {
 			start = l.lr.line
+		} else {
+			buf = append(buf, '\n')
 		}
-		phys = append(phys, line)
+		buf = append(buf, line...)
+		ends = append(ends, len(buf))
 		if l.lr.tooLong {
 			break
 		}
 	}
-	l.phys = phys
-	return phys, start, nil
+	raw := string(buf)
+	phys := l.phys[:0]
+	from := 0
+	for _, end := range ends {
+		phys = append(phys, raw[from:end])
+		from = end + 1
+	}
+	l.buf, l.ends, l.phys = buf, ends, phys
+	return raw, phys, start, nil
 }
 
 // unfold joins folded lines, drops comments and parses each attribute.
@@ -185,7 +213,7 @@ func (l *ldifReader) unfold(phys []string) ([]ldifAttr, error) {
 			}
 			continue
 		}
-		a, err := l.parseAttr(line)
+		a, err := l.parseAttr(len(attrs), line)
 		if err != nil {
 			if first == nil {
 				first = err
@@ -209,7 +237,8 @@ func (l *ldifReader) name(rec *Record, attrs []ldifAttr) {
 	}
 }
 
-func (l *ldifReader) parseAttr(line string) (ldifAttr, error) {
+// parseAttr parses the line of the entry's i-th attribute.
+func (l *ldifReader) parseAttr(i int, line string) (ldifAttr, error) {
 	colon := strings.IndexByte(line, ':')
 	if colon <= 0 {
 		return ldifAttr{}, errorf("line %q is not \"attribute: value\"", clip(line))
@@ -223,7 +252,7 @@ func (l *ldifReader) parseAttr(line string) (ldifAttr, error) {
 			return ldifAttr{}, errorf("bad attribute name %q", clip(desc))
 		}
 	}
-	a.name, a.lower, a.opts = name, l.lower(name), opts
+	a.name, a.lower, a.opts = name, l.names.get(i, name), opts
 	v := line[colon+1:]
 	switch {
 	case strings.HasPrefix(v, ":"):
@@ -254,10 +283,10 @@ func clip(s string) string {
 func (l *ldifReader) user(rec *Record, attrs []ldifAttr) {
 	var name, alt string
 	haveName, haveAlt, havePass := false, false, false
-	for _, a := range attrs {
+	for i, a := range attrs {
 		switch a.lower {
 		case "objectclass":
-			if notUserClasses[l.lower(a.value)] {
+			if notUserClasses[l.classes.get(i, a.value)] {
 				rec.NotUser = true
 				return
 			}

@@ -36,23 +36,30 @@ func newLineReader(r io.Reader) *lineReader {
 // next returns the next line and its number; io.EOF at the end. A line
 // longer than maxLine is returned cut, with tooLong set.
 func (l *lineReader) next() (string, error) {
+	b, err := l.nextBytes()
+	return string(b), err
+}
+
+// nextBytes is next without the string: the line is valid until the next
+// call, so a caller that keeps several lines can copy them at once.
+func (l *lineReader) nextBytes() ([]byte, error) {
 	l.tooLong = false
 	if n := len(l.pending); n > 0 {
 		s := l.pending[n-1]
 		l.pending = l.pending[:n-1]
 		l.line++
-		return s, nil
+		return []byte(s), nil
 	}
 	b, err := l.r.ReadSlice('\n')
 	l.offset.Add(int64(len(b)))
 	if errors.Is(err, bufio.ErrBufferFull) {
-		s := string(b[:64])
+		s := bytes.Clone(b[:64])
 		for errors.Is(err, bufio.ErrBufferFull) { // skip the rest of the line
 			b, err = l.r.ReadSlice('\n')
 			l.offset.Add(int64(len(b)))
 		}
 		if err != nil && err != io.EOF {
-			return "", err
+			return nil, err
 		}
 		l.line++
 		l.tooLong = true
@@ -60,15 +67,19 @@ func (l *lineReader) next() (string, error) {
 	}
 	if err == io.EOF {
 		if len(b) == 0 {
-			return "", io.EOF
+			return nil, io.EOF
 		}
 	} else if err != nil {
-		return "", err
+		return nil, err
 	}
-	b = bytes.TrimSuffix(b, []byte{'\n'})
-	b = bytes.TrimSuffix(b, []byte{'\r'})
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+	}
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		b = b[:n-1]
+	}
 	l.line++
-	return string(b), nil
+	return b, nil
 }
 
 // unread pushes lines back (in file order) so that next returns them
