@@ -420,9 +420,11 @@ func (b *bulk) Close(ctx context.Context) error {
 
 // restore builds every index recorded in tohost_import_index, the larger
 // (GIN) ones first, in parallel over the load's connections. Each index is
-// built and struck off the record in one transaction. Building an index
-// also sets the table's row count for the planner; autovacuum analyzes a
-// freshly loaded table within a minute.
+// built and struck off the record in one transaction. Then it analyzes
+// the table: a search right after a large load must not be planned on the
+// statistics of the empty table (autovacuum, if it runs at all, would get
+// to it only a minute later), and the statistics of the name hash are what
+// let the planner see that nameShards is always true.
 func (b *bulk) restore(ctx context.Context) error {
 	b.mu.Lock()
 	if b.done || !b.rebuild {
@@ -432,7 +434,13 @@ func (b *bulk) restore(ctx context.Context) error {
 	}
 	b.done = true
 	b.mu.Unlock()
-	return restoreIndexes(ctx, b.conns)
+	if err := restoreIndexes(ctx, b.conns); err != nil {
+		return err
+	}
+	if _, err := b.conns[0].Exec(ctx, `ANALYZE users`); err != nil {
+		return unavailable(fmt.Errorf("analyzing users: %w", err))
+	}
+	return nil
 }
 
 func restoreIndexes(ctx context.Context, conns []*pgx.Conn) error {

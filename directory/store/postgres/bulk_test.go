@@ -82,6 +82,13 @@ func TestBulkRebuildIndexes(t *testing.T) {
 		t.Fatalf("pending index records %d, %v", pending, err)
 	}
 	checkCount(t, s, conn, 2500)
+	// Analyzed, the name hash included.
+	var analyzed bool
+	err = conn.QueryRow(ctx, `SELECT last_analyze IS NOT NULL AND EXISTS (SELECT FROM pg_stats_ext_exprs
+		WHERE statistics_name = 'users_name_shard' AND n_distinct = 4) FROM pg_stat_user_tables WHERE relname = 'users'`).Scan(&analyzed)
+	if err != nil || !analyzed {
+		t.Fatalf("users not analyzed after the load: %v", err)
+	}
 	u, err := s.Get(ctx, first[3].Name)
 	if err != nil || u.Display != first[3].Display || !slices.Equal(u.Fields, first[3].Fields) ||
 		!u.Created.Equal(stamp) || u.Version != 1 || u.Tohost() != "b0" {
