@@ -92,18 +92,35 @@ func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 // stored as given, anything else is hashed with the configured scheme.
 // fields are merged with MergeFields. It reports whether the user was new.
 func (s *Service) Set(ctx context.Context, name, pass string, fields []Field) (created bool, err error) {
-	return s.write(ctx, name, pass, fields, false)
+	return s.write(ctx, name, pass, fields, upsert)
 }
 
 // Create is Set for a user that must not exist yet: ErrExists otherwise,
 // decided in the same transaction as the write, so two concurrent creates
 // of one name cannot overwrite each other.
 func (s *Service) Create(ctx context.Context, name, pass string, fields []Field) error {
-	_, err := s.write(ctx, name, pass, fields, true)
+	_, err := s.write(ctx, name, pass, fields, createOnly)
 	return err
 }
 
-func (s *Service) write(ctx context.Context, name, pass string, fields []Field, createOnly bool) (created bool, err error) {
+// Update is Set for a user that must exist: ErrNotFound otherwise, decided
+// in the same transaction as the write, so a change computed from a user
+// that is deleted meanwhile does not bring it back.
+func (s *Service) Update(ctx context.Context, name, pass string, fields []Field) error {
+	_, err := s.write(ctx, name, pass, fields, updateOnly)
+	return err
+}
+
+// writeMode says which of Set, Create and Update a write is.
+type writeMode uint8
+
+const (
+	upsert writeMode = iota
+	createOnly
+	updateOnly
+)
+
+func (s *Service) write(ctx context.Context, name, pass string, fields []Field, mode writeMode) (created bool, err error) {
 	key, err := NormalizeName(name)
 	if err != nil {
 		return false, err
@@ -120,8 +137,11 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 	now := s.now()
 	_, err = s.store.Update(ctx, key, func(old *User) (*User, error) {
 		created = old == nil
-		if old != nil && createOnly {
+		switch {
+		case old != nil && mode == createOnly:
 			return nil, ErrExists
+		case old == nil && mode == updateOnly:
+			return nil, ErrNotFound
 		}
 		if old == nil {
 			if hash == "" {

@@ -56,6 +56,30 @@ func TestCreateIsExclusive(t *testing.T) {
 	}
 }
 
+// TestUpdateNeedsTheUser: Update changes an existing user like Set, but
+// for a user that does not exist (deleted since the caller read it) it
+// returns ErrNotFound and creates nothing, even with a password.
+func TestUpdateNeedsTheUser(t *testing.T) {
+	svc := newService(t)
+	ctx := context.Background()
+	if err := svc.Update(ctx, "gone@x", "secret", []directory.Field{{Label: "q", Value: "1"}}); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("update of a missing user: %v", err)
+	}
+	if _, err := svc.Lookup(ctx, "gone@x"); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("update created the user: %v", err)
+	}
+	if _, err := svc.Set(ctx, "a@x", "secret", []directory.Field{{Label: "q", Value: "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Update(ctx, "a@x", "other", []directory.Field{{Label: "r", Value: "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := svc.Check(ctx, "a@x", "other")
+	if err != nil || u.Get("q") != "1" || u.Get("r") != "2" || u.Version != 2 {
+		t.Fatalf("%+v %v", u, err)
+	}
+}
+
 // TestSetHashesAndKeeps: cleartext is stored hashed, a {SCHEME} value as
 // given, (NULL) keeps the password, and a changed password is not served
 // from the verification cache.

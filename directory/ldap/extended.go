@@ -141,7 +141,10 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 	if err != nil {
 		return gldap.ResultConstraintViolation, "password cannot be stored: " + err.Error(), ""
 	}
-	if _, err := s.svc.Set(s.ctx, name, hash, nil); err != nil {
+	if err := s.svc.Update(s.ctx, name, hash, nil); err != nil {
+		if errors.Is(err, directory.ErrNotFound) { // deleted since the lookup: stays so
+			return gldap.ResultNoSuchObject, "no such user", ""
+		}
 		code, msg := s.failure("passwd", r, err)
 		return code, msg, ""
 	}

@@ -289,7 +289,9 @@ func (s *Server) modifyUser(r *gldap.Request, m *gldap.ModifyMessage) *writeErro
 	if hash == "" && len(delta) == 0 {
 		return nil
 	}
-	if _, err := s.svc.Set(s.ctx, name, hash, delta); err != nil {
+	// Update, not Set: a user deleted since the lookup stays deleted
+	// (noSuchObject), rather than coming back with only these changes.
+	if err := s.svc.Update(s.ctx, name, hash, delta); err != nil {
 		return s.fail("modify", r, err)
 	}
 	s.log.Info("ldap modify", "user", name, "client", r.RemoteAddr().String())
