@@ -3,6 +3,7 @@ package ldap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -133,4 +134,31 @@ func TestUnavailable(t *testing.T) {
 	if !strings.Contains(err.Error(), "unavailable") {
 		t.Errorf("message %q", err)
 	}
+}
+
+// timeoutStore fails like postgres when its query timeout expires: the
+// error wraps both ErrUnavailable and context.DeadlineExceeded.
+type timeoutStore struct{ directory.Store }
+
+var errTimeout = fmt.Errorf("%w: postgres: %w", directory.ErrUnavailable, context.DeadlineExceeded)
+
+func (timeoutStore) Get(context.Context, string) (*directory.User, error) {
+	return nil, errTimeout
+}
+
+func (timeoutStore) Search(context.Context, directory.Match, func(*directory.User) error) error {
+	return errTimeout
+}
+
+// A store timeout is an outage ("unavailable"), not the client's time
+// limit: no search here set one.
+func TestStoreTimeoutIsUnavailable(t *testing.T) {
+	h := start(t, options{cfg: Config{AdminPassword: testAdminPW, AnonymousRead: true},
+		wrap: func(s directory.Store) directory.Store { return timeoutStore{s} }})
+	c := h.dial()
+	wantCode(t, c.Bind(userDN("alice@example.com"), "pw"), goldap.LDAPResultUnavailable)
+	_, err := search(t, c, testBase, goldap.ScopeWholeSubtree, "(cn=alice)")
+	wantCode(t, err, goldap.LDAPResultUnavailable)
+	_, err = c.Compare(userDN("alice@example.com"), "cn", "x")
+	wantCode(t, err, goldap.LDAPResultUnavailable)
 }

@@ -86,14 +86,21 @@ func compile(p *ber.Packet, depth int) (*filter, error) {
 			return nil, errBadFilter
 		}
 		f.key = attrKey(p.Children[0].Data.String())
-		for _, s := range p.Children[1].Children {
+		parts := p.Children[1].Children
+		if len(parts) == 0 {
+			return nil, errBadFilter
+		}
+		for i, s := range parts {
 			v := f.fold(s.Data.String())
-			switch s.Tag {
-			case goldap.FilterSubstringsInitial:
+			// RFC 4511 4.5.1.7.2: initial only first, final only
+			// last; a second one would overwrite the first and
+			// match something the client did not ask for.
+			switch {
+			case s.Tag == goldap.FilterSubstringsInitial && i == 0:
 				f.value = v
-			case goldap.FilterSubstringsAny:
+			case s.Tag == goldap.FilterSubstringsAny:
 				f.any = append(f.any, v)
-			case goldap.FilterSubstringsFinal:
+			case s.Tag == goldap.FilterSubstringsFinal && i == len(parts)-1:
 				f.final = v
 			default:
 				return nil, errBadFilter

@@ -270,6 +270,9 @@ func (s *Server) modifyUser(r *gldap.Request, m *gldap.ModifyMessage) *writeErro
 				return refuse(gldap.ResultUnwillingToPerform, "userPassword cannot be incremented")
 			case len(vals) != 1:
 				return refuse(gldap.ResultConstraintViolation, "userPassword takes one value")
+			case vals[0] == "":
+				// Service.Update reads "" as "keep the password".
+				return refuse(gldap.ResultUnwillingToPerform, "a user cannot be without a password")
 			}
 			pass = vals[0]
 		default:

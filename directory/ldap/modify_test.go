@@ -187,3 +187,18 @@ func TestModifyDN(t *testing.T) {
 	}
 	wantCode(t, h.dial().ModifyDN(goldap.NewModifyDNRequest(userDN("bob2@example.com"), "uid=b@example.com", true, "")), goldap.LDAPResultInsufficientAccessRights)
 }
+
+// An empty userPassword cannot be stored (the directory reads "" as "keep
+// the password"): refused, not answered with a success that changed nothing.
+func TestModifyEmptyPassword(t *testing.T) {
+	h := start(t, adminConfig())
+	h.user("alice@example.com", "quota", "1")
+	m := goldap.NewModifyRequest(userDN("alice@example.com"), nil)
+	m.Replace("quota", []string{"2"})
+	m.Replace("userPassword", []string{""})
+	wantCode(t, h.admin().Modify(m), goldap.LDAPResultUnwillingToPerform)
+	if h.lookup("alice@example.com").Get("quota") != "1" {
+		t.Error("half-applied modify")
+	}
+	wantCode(t, h.dial().Bind(userDN("alice@example.com"), "pw-alice@example.com"), goldap.LDAPResultSuccess)
+}

@@ -317,3 +317,75 @@ func TestIdleTimeout(t *testing.T) {
 		t.Errorf("stop took %v", d)
 	}
 }
+
+// searchWith builds a subtree search of base with a hand-made filter,
+// asking for no attributes.
+func searchWith(base string, filter *ber.Packet) *ber.Packet {
+	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationSearchRequest, nil, "Search Request")
+	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, base, "Base DN"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(goldap.ScopeWholeSubtree), "Scope"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(0), "Deref Aliases"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, uint64(0), "Size Limit"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, uint64(0), "Time Limit"))
+	op.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, false, "Types Only"))
+	op.AppendChild(filter)
+	attrs := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "Attributes")
+	attrs.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "1.1", "Attribute"))
+	op.AppendChild(attrs)
+	return op
+}
+
+// substrings builds (uid=...) from its parts: tag 0 initial, 1 any, 2 final.
+func substrings(parts ...*ber.Packet) *ber.Packet {
+	f := ber.Encode(ber.ClassContext, ber.TypeConstructed, goldap.FilterSubstrings, nil, "Substrings")
+	f.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "uid", "type"))
+	s := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "parts")
+	for _, p := range parts {
+		s.AppendChild(p)
+	}
+	f.AppendChild(s)
+	return f
+}
+
+func part(tag ber.Tag, v string) *ber.Packet {
+	return ber.NewString(ber.ClassContext, ber.TypePrimitive, tag, v, "part")
+}
+
+// RFC 4511 4.5.1.7.2: a substrings filter has at least one part, initial
+// only first and final only last. Anything else is not a filter, and must
+// not be evaluated as some other one.
+func TestMalformedSubstrings(t *testing.T) {
+	h := start(t, options{cfg: Config{AnonymousRead: true}})
+	h.user("alice@example.com")
+	h.user("bob@example.com")
+	rc := h.raw()
+	for name, f := range map[string]*ber.Packet{
+		"no parts":          substrings(),
+		"two initials":      substrings(part(0, "a"), part(0, "b")),
+		"initial after any": substrings(part(1, "x"), part(0, "bob")),
+		"any after final":   substrings(part(2, ".com"), part(1, "bob")),
+		"two finals":        substrings(part(2, "x"), part(2, ".com")),
+	} {
+		rc.send(searchWith(testBase, f))
+		entries := 0
+		for {
+			_, tag, code, _ := rc.read()
+			if tag == goldap.ApplicationSearchResultEntry {
+				entries++
+				continue
+			}
+			if tag != goldap.ApplicationSearchResultDone || code != goldap.LDAPResultProtocolError || entries != 0 {
+				t.Errorf("%s: %d entries, tag %d code %d; want protocolError", name, entries, tag, code)
+			}
+			break
+		}
+	}
+	// A well-formed one still works.
+	rc.send(searchWith(testBase, substrings(part(0, "b"), part(1, "@"), part(2, ".com"))))
+	if _, tag, _, _ := rc.read(); tag != goldap.ApplicationSearchResultEntry {
+		t.Errorf("b*@*.com: tag %d, want an entry", tag)
+	}
+	if _, tag, code, _ := rc.read(); tag != goldap.ApplicationSearchResultDone || code != 0 {
+		t.Errorf("b*@*.com: tag %d code %d", tag, code)
+	}
+}

@@ -137,6 +137,7 @@ type query struct {
 	statics  []*staticEntry
 	users    bool
 	baseUser string // the base DN's user: the one user in scope, which must exist
+	probe    bool   // one level under baseUser: it must exist, but is not in scope
 	only     string // the bound user, when they may read only their own entry
 
 	sizeLimit, pageSize int
@@ -177,9 +178,9 @@ func (q *query) scope(t target, scope gldap.Scope, ss *session) bool {
 			q.statics, q.users = []*staticEntry{s.users}, true
 		}
 	case kindUser:
-		if scope != gldap.SingleLevel {
-			q.users, q.baseUser = true, t.name
-		}
+		// One level under a user is empty, but the base must still
+		// exist (RFC 4511 4.5.1.1): it is looked up, not sent.
+		q.users, q.baseUser, q.probe = true, t.name, scope == gldap.SingleLevel
 	default:
 		return false
 	}
@@ -247,6 +248,9 @@ func (q *query) run(ctx context.Context) error {
 		}
 		if err != nil {
 			return err
+		}
+		if q.probe {
+			continue
 		}
 		if err := q.offer(ctx, u); err != nil {
 			return err

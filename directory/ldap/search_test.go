@@ -489,3 +489,22 @@ func fillN(t testing.TB, h *harness, n int) {
 		}
 	}
 }
+
+// A one-level search under a user returns nothing, but its base must exist
+// like any other (RFC 4511 4.5.1.1): noSuchObject for a missing user.
+func TestOneLevelUnderMissingUser(t *testing.T) {
+	h := start(t, adminConfig())
+	h.user("alice@example.com")
+	a := h.admin()
+	es, err := search(t, a, userDN("alice@example.com"), goldap.ScopeSingleLevel, "(objectClass=*)")
+	if err != nil || len(es) != 0 {
+		t.Errorf("under alice: %v, %v", dns(es), err)
+	}
+	for _, base := range []string{userDN("nobody@example.com"), userDN("bad name")} {
+		_, err = search(t, a, base, goldap.ScopeSingleLevel, "(objectClass=*)")
+		wantCode(t, err, goldap.LDAPResultNoSuchObject)
+		if le := err.(*goldap.Error); le.MatchedDN != "ou=users,"+testBase {
+			t.Errorf("%s: matched %q", base, le.MatchedDN)
+		}
+	}
+}

@@ -211,7 +211,9 @@ func (s *Server) reply(w *gldap.ResponseWriter, resp gldap.Response) {
 
 // failure maps a directory error to a result code and message. Storage
 // failures are logged and become "unavailable", never noSuchObject: a mail
-// server must not take an outage for "no such user".
+// server must not take an outage for "no such user". A timeout here is the
+// store's own (a search's time limit is answered before this), so it is an
+// outage too, not timeLimitExceeded.
 func (s *Server) failure(op string, r *gldap.Request, err error) (int, string) {
 	var in *directory.InputError
 	switch {
@@ -221,8 +223,6 @@ func (s *Server) failure(op string, r *gldap.Request, err error) (int, string) {
 		return gldap.ResultEntryAlreadyExists, ""
 	case errors.As(err, &in):
 		return gldap.ResultUnwillingToPerform, in.Msg
-	case errors.Is(err, context.DeadlineExceeded):
-		return gldap.ResultTimeLimitExceeded, ""
 	}
 	s.log.Error("ldap request failed", "op", op, "client", r.RemoteAddr().String(), "err", err)
 	return gldap.ResultUnavailable, "directory unavailable"
