@@ -3,7 +3,10 @@
 # hashes) into an empty PostgreSQL database and into an empty embedded
 # store, each repetition next to psql's \copy of the same CSV into a bare
 # table and into a table with a text primary key (the shared harness's
-# pg/copy.sh), so the ratios come from one run.
+# pg/copy.sh), so the ratios come from one run. Where OpenLDAP's slapadd
+# is installed (the shared harness's slapd/install.sh), each repetition
+# also loads the same users as LDIF, with tohost into PostgreSQL and with
+# the harness's slapd/load.sh (slapadd -q).
 #   scripts/bench-import.sh          # USERS=1000000 REPS=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,11 @@ trap cleanup EXIT
 go build -o "$work/tohost" ./cmd/tohost
 t="$work/tohost"
 (cd "$GEN" && go run ./gen -n "$USERS" -format csv -o "$work/users.csv")
+slapadd=$(command -v slapadd || command -v /usr/sbin/slapadd || true)
+if [ -n "$slapadd" ]; then
+  (cd "$GEN" && go run ./gen -n "$USERS" -format ldif -o "$work/users.ldif")
+  mkdir -p "$work/bench" && cp -r "$GEN/slapd" "$work/bench/" # its database goes under $work
+fi
 
 fresh() { # an empty database, written out, so no run pays for the last one's checkpoint
   psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
@@ -52,4 +60,9 @@ for _ in $(seq "$REPS"); do
   rm -rf "$work/bolt"
   sync
   timed "tohost import into the embedded store" "$t" import --data-dir "$work/bolt" "$work/users.csv"
+  [ -n "$slapadd" ] || continue
+  fresh
+  "$t" directory migrate --postgres "$pg" >/dev/null
+  timed "tohost import of the LDIF into PostgreSQL" "$t" import --postgres "$pg" "$work/users.ldif"
+  "$work/bench/slapd/load.sh" "$work/users.ldif" | head -1
 done
