@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	goldap "github.com/go-ldap/ldap/v3"
 	"github.com/jimlambrt/gldap"
 
 	"github.com/tohost/tohost/directory"
@@ -111,6 +112,33 @@ func (s *Server) add(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.AddMess
 	s.answer(w, r, gldap.ApplicationAddResponse, s.addUser(r, m))
 }
 
+// addElsewhere answers an add of anything but a user: noSuchObject when
+// the new entry's parent does not exist (RFC 4511 4.7, with the nearest
+// entry that does as the matched DN), unwillingToPerform when it does.
+func (s *Server) addElsewhere(r *gldap.Request, dn string) *writeError {
+	unwilling := refuse(gldap.ResultUnwillingToPerform, "only users can be added, as uid=<name>,"+s.tree.usersDN)
+	d, err := goldap.ParseDN(dn)
+	if err != nil || len(d.RDNs) == 0 {
+		return unwilling
+	}
+	parent := s.tree.resolveParsed(&goldap.DN{RDNs: d.RDNs[1:]})
+	switch parent.kind {
+	case kindRoot, kindBase, kindUsers:
+		return unwilling
+	case kindUser:
+		_, err := s.svc.Lookup(s.ctx, parent.name)
+		var in *directory.InputError
+		switch {
+		case err == nil:
+			return refuse(gldap.ResultUnwillingToPerform, "a user entry has no entries under it")
+		case !errors.Is(err, directory.ErrNotFound) && !errors.As(err, &in):
+			return s.fail("add", r, err)
+		}
+		return &writeError{gldap.ResultNoSuchObject, s.tree.usersDN}
+	}
+	return &writeError{gldap.ResultNoSuchObject, parent.matched}
+}
+
 func (s *Server) addUser(r *gldap.Request, m *gldap.AddMessage) *writeError {
 	if we := s.adminOnly(r, m.Controls); we != nil {
 		return we
@@ -124,7 +152,7 @@ func (s *Server) addUser(r *gldap.Request, m *gldap.AddMessage) *writeError {
 	case t.kind == kindOutside:
 		return &writeError{gldap.ResultNoSuchObject, ""}
 	case t.kind != kindUser:
-		return refuse(gldap.ResultUnwillingToPerform, "only users can be added, as uid=<name>,"+s.tree.usersDN)
+		return s.addElsewhere(r, m.DN)
 	}
 	name := t.name
 	if err := directory.ValidateName(name); err != nil {

@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -64,6 +65,13 @@ func TestAdd(t *testing.T) {
 		{"ou=users," + testBase, map[string][]string{"ou": {"users"}}, goldap.LDAPResultEntryAlreadyExists},
 		{"cn=group," + testBase, map[string][]string{"cn": {"group"}}, goldap.LDAPResultUnwillingToPerform},
 		{"uid=x,dc=other", map[string][]string{"userPassword": {"x"}}, goldap.LDAPResultNoSuchObject},
+		// Under a parent that does not exist: noSuchObject; under a user
+		// that does: unwilling, a user holds no entries.
+		{"uid=x,ou=groups," + testBase, map[string][]string{"userPassword": {"x"}}, goldap.LDAPResultNoSuchObject},
+		{"cn=x,ou=groups," + testBase, map[string][]string{"cn": {"x"}}, goldap.LDAPResultNoSuchObject},
+		{"cn=x," + userDN("missing@example.com"), map[string][]string{"cn": {"x"}}, goldap.LDAPResultNoSuchObject},
+		{"cn=x," + userDN("sp ace@example.com"), map[string][]string{"cn": {"x"}}, goldap.LDAPResultNoSuchObject},
+		{"cn=x," + userDN("new@example.com"), map[string][]string{"cn": {"x"}}, goldap.LDAPResultUnwillingToPerform},
 		{"bad dn", map[string][]string{"userPassword": {"x"}}, goldap.LDAPResultInvalidDNSyntax},
 	} {
 		add := goldap.NewAddRequest(tc.dn, nil)
@@ -71,6 +79,12 @@ func TestAdd(t *testing.T) {
 			add.Attribute(k, v)
 		}
 		wantCode(t, a.Add(add), tc.code)
+	}
+	var le *goldap.Error
+	add = goldap.NewAddRequest("cn=x,ou=groups,"+testBase, nil)
+	add.Attribute("cn", []string{"x"})
+	if err := a.Add(add); !errors.As(err, &le) || le.MatchedDN != testBase {
+		t.Fatalf("add under a missing ou: %v, matched %q", err, le.MatchedDN)
 	}
 	// Only the admin writes.
 	h.user("alice@example.com")
