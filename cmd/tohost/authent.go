@@ -43,6 +43,9 @@ func (f *dirClientFlags) useTLS() bool { return f.tls || f.tlsCA != "" || f.tlsI
 
 // client builds a client from the flags.
 func (f *dirClientFlags) client(conns int, log *slog.Logger) (*authent.Client, error) {
+	if err := atLeast("timeout", f.timeout, time.Millisecond); err != nil {
+		return nil, err
+	}
 	var addrs []string
 	for _, a := range strings.Split(f.directory, ",") {
 		if a = strings.TrimSpace(a); a != "" {

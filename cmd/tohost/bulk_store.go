@@ -30,6 +30,9 @@ type bulkStore struct {
 
 // openBulk opens the store the flags configure, as `directory` would.
 func (f *storeFlags) openBulk(ctx context.Context) (*bulkStore, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
 	if f.postgres == "" {
 		if f.redis != "" {
 			return nil, fmt.Errorf("--redis needs --postgres: the embedded store serves one node")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -148,7 +149,13 @@ func usersGauge(svc *directory.Service) prometheus.Collector {
 
 func (f directoryFlags) tcpauthConfig(log *slog.Logger) (tcpauth.Config, error) {
 	cfg := tcpauth.Config{IdleTimeout: f.idleTimeout, MaxConns: f.maxConns, Logger: log, Secret: f.secret}
-	var err error
+	err := errors.Join(atLeast("max-conns", f.maxConns, 1),
+		atLeast("idle-timeout", f.idleTimeout, time.Millisecond),
+		atLeast("verify-cache-size", f.verifyCacheSize, -1),
+		atLeast("verify-cache-ttl", f.verifyCacheTTL, 0))
+	if err != nil {
+		return cfg, err
+	}
 	if cfg.Allow, err = parsePrefixes("--allow", f.allow); err != nil {
 		return cfg, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -52,5 +53,15 @@ func readSecretFile(flag, path string, dst *string) error {
 		return fmt.Errorf("%s: %w", flag, err)
 	}
 	*dst = strings.TrimRight(string(b), "\r\n")
+	return nil
+}
+
+// atLeast refuses a numeric flag value below its minimum, naming the flag:
+// a negative size or duration would otherwise panic or quietly mean
+// something else deep inside a server.
+func atLeast[T int | int32 | time.Duration](flag string, v, min T) error {
+	if v < min {
+		return fmt.Errorf("--%s: %v is out of range (the least is %v)", flag, v, min)
+	}
 	return nil
 }

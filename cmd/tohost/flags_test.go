@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -59,7 +62,7 @@ func TestEnvironmentFlags(t *testing.T) {
 
 func TestTCPAuthConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	f := directoryFlags{allow: []string{"127.0.0.0/8"}, adminAllow: []string{"127.0.0.0/8"}}
+	f := directoryFlags{allow: []string{"127.0.0.0/8"}, adminAllow: []string{"127.0.0.0/8"}, maxConns: 1, idleTimeout: time.Minute}
 	f.tlsCert = filepath.Join(dir, "cert.pem")
 	if _, err := f.tcpauthConfig(nil); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Errorf("cert without key: %v", err)
@@ -77,5 +80,47 @@ func TestTCPAuthConfigErrors(t *testing.T) {
 	cfg, err := f.tcpauthConfig(nil)
 	if err != nil || cfg.Secret != "s3cret " {
 		t.Errorf("secret file: %q %v (only the line ending is trimmed)", cfg.Secret, err)
+	}
+}
+
+// TestOutOfRangeFlags: a negative or zero size, count or duration where
+// it means nothing is refused before anything starts, naming the flag
+// (--max-conns -1 used to panic inside the TCPAuth server).
+func TestOutOfRangeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  func() *cobra.Command
+		args []string
+		flag string
+	}{
+		{newDirectoryCmd, []string{"--max-conns", "-1"}, "--max-conns"},
+		{newDirectoryCmd, []string{"--max-conns", "0"}, "--max-conns"},
+		{newDirectoryCmd, []string{"--idle-timeout", "-1s"}, "--idle-timeout"},
+		{newDirectoryCmd, []string{"--verify-cache-size", "-2"}, "--verify-cache-size"},
+		{newDirectoryCmd, []string{"--cache-size", "0"}, "--cache-size"},
+		{newDirectoryCmd, []string{"--negative-ttl", "-1s"}, "--negative-ttl"},
+		{newDirectoryCmd, []string{"--postgres-max-conns", "0"}, "--postgres-max-conns"},
+		{newImportCmd, []string{"--batch", "-5", "x.csv"}, "--batch"},
+		{newImportCmd, []string{"--workers", "-1", "x.csv"}, "--workers"},
+		{newImportCmd, []string{"--redis-ttl", "-1s", "x.csv"}, "--redis-ttl"},
+		{newExportCmd, []string{"--postgres-timeout", "0s"}, "--postgres-timeout"},
+		{newUserCmd, []string{"lookup", "x", "--timeout", "0s"}, "--timeout"},
+	} {
+		dir := t.TempDir()
+		args := tc.args
+		if tc.flag != "--timeout" {
+			args = append(args, "--data-dir", filepath.Join(dir, "data"))
+		}
+		cmd := tc.cmd()
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		cmd.SilenceUsage = true
+		err := cmd.ExecuteContext(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.flag+":") || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("%v: err = %v, want one naming %s", tc.args, err, tc.flag)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+			t.Errorf("%v: the store was opened before the flags were checked", tc.args)
+		}
 	}
 }

@@ -88,7 +88,7 @@ The embedded store cannot be imported into while a directory runs on it.`,
 	fl.IntVar(&f.batch, "batch", 0, "records per transaction (default 20000 for postgres, 50000 for the embedded store)")
 	fl.IntVar(&f.workers, "workers", 0, "parallel workers checking records and hashing passwords (default: CPUs)")
 	fl.StringVar(&f.progress, "progress", "auto", "auto (a bar on a terminal), bar, lines or none")
-	fl.DurationVar(&f.invalidate, "invalidate-every", time.Minute, "with --redis, also invalidate the caches this often during a long import")
+	fl.DurationVar(&f.invalidate, "invalidate-every", time.Minute, "with --redis, also invalidate the caches this often during a long import (0: only at the end)")
 	return cmd
 }
 
@@ -109,6 +109,10 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 		if format, err = importer.ParseFormat(f.format); err != nil {
 			return fmt.Errorf("--format: %w", err)
 		}
+	}
+	if err := errors.Join(f.store.check(), atLeast("batch", f.batch, 0), atLeast("workers", f.workers, 0),
+		atLeast("invalidate-every", f.invalidate, 0)); err != nil {
+		return err
 	}
 	if f.ldifName != "uid" && f.ldifName != "mail" {
 		return fmt.Errorf("--ldif-name: %q is neither uid nor mail", f.ldifName)

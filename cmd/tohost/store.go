@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -45,6 +46,16 @@ func (f *storeFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.negativeTTL, "negative-ttl", 30*time.Second, "how long an unknown name is remembered (0: not at all)")
 }
 
+// check refuses values out of range.
+func (f *storeFlags) check() error {
+	return errors.Join(atLeast("postgres-max-conns", f.pgMaxConns, 1),
+		atLeast("postgres-timeout", f.pgTimeout, time.Millisecond),
+		atLeast("redis-ttl", f.redisTTL, time.Millisecond),
+		atLeast("cache-size", f.cacheSize, 1),
+		atLeast("cache-ttl", f.cacheTTL, 0),
+		atLeast("negative-ttl", f.negativeTTL, 0))
+}
+
 // openedStore is the store stack and what runs beside it.
 type openedStore struct {
 	directory.Store
@@ -54,6 +65,9 @@ type openedStore struct {
 }
 
 func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (*openedStore, error) {
+	if err := f.check(); err != nil {
+		return nil, err
+	}
 	var next directory.Store
 	o := &openedStore{kind: "bolt", run: func(context.Context) error { return nil }}
 	if f.postgres == "" {
