@@ -254,6 +254,12 @@ func TestRawStartTLSRefused(t *testing.T) {
 	rc.alive()
 }
 
+// TestNegativeMaxConns: a cap below zero means the default, as zero
+// does, instead of a panic.
+func TestNegativeMaxConns(t *testing.T) {
+	start(t, options{cfg: Config{MaxConns: -1}}).raw().alive()
+}
+
 func TestMaxConns(t *testing.T) {
 	h := start(t, options{cfg: Config{MaxConns: 1}})
 	first := h.raw()

@@ -52,9 +52,9 @@ type Config struct {
 	// a {SCHEME} prefix is stored as given.
 	Scheme password.Scheme
 	Logger *slog.Logger
-	// MaxConns caps concurrent connections (default 10,000); a connection
-	// over the cap gets a Notice of Disconnection (unavailable) and is
-	// closed, so the client retries later.
+	// MaxConns caps concurrent connections (default, and for 0 or less,
+	// 10,000); a connection over the cap gets a Notice of Disconnection
+	// (unavailable) and is closed, so the client retries later.
 	MaxConns int
 	// IdleTimeout closes a connection that sends no request, or does not
 	// read its responses, for this long (default 10 minutes, as TCPAuth;
@@ -94,7 +94,7 @@ func New(svc *directory.Service, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.MaxConns == 0 {
+	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 10_000
 	}
 	if cfg.IdleTimeout == 0 {

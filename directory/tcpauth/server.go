@@ -33,13 +33,14 @@ type Config struct {
 	// TLS, when set, wraps every connection in TLS.
 	TLS *tls.Config
 	// IdleTimeout closes a connection that sent nothing for this long
-	// (default 10 minutes).
+	// (default, and for 0 or less, 10 minutes).
 	IdleTimeout time.Duration
-	// MaxConns caps concurrent connections (default 10,000); a connection
-	// over the cap gets -DEAD and is closed, so the client retries later.
+	// MaxConns caps concurrent connections (default, and for 0 or less,
+	// 10,000); a connection over the cap gets -DEAD and is closed, so the
+	// client retries later.
 	MaxConns int
 	// MaxInflight caps the writes one connection may have in progress
-	// (default 4096).
+	// (default, and for 0 or less, 4096).
 	MaxInflight int
 	// Version is reported by the `version` command.
 	Version string
@@ -70,13 +71,13 @@ func New(svc *directory.Service, cfg Config) *Server {
 	if cfg.AdminAllow == nil {
 		cfg.AdminAllow = Loopback
 	}
-	if cfg.IdleTimeout == 0 {
+	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Minute
 	}
-	if cfg.MaxConns == 0 {
+	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 10_000
 	}
-	if cfg.MaxInflight == 0 {
+	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 4096
 	}
 	if cfg.Logger == nil {

@@ -290,6 +290,16 @@ func TestConnectionCap(t *testing.T) {
 	second.expectClosed()
 }
 
+// TestNegativeLimits: limits below zero mean the defaults, as zero does,
+// instead of a panic (MaxConns) or a connection closed at once
+// (IdleTimeout).
+func TestNegativeLimits(t *testing.T) {
+	c := start(t, Config{MaxConns: -1, MaxInflight: -1, IdleTimeout: -time.Second}, nil).dial(t)
+	c.expect("ping", "+OK pong")
+	time.Sleep(50 * time.Millisecond)
+	c.expect("ping", "+OK pong")
+}
+
 func TestBadLinesCloseTheConnection(t *testing.T) {
 	h := start(t, Config{}, nil)
 	c := h.dial(t)
