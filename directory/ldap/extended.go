@@ -153,21 +153,27 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 }
 
 // identityName reads a Password Modify userIdentity: a user DN, an authzId
-// ("dn:<DN>" or "u:<name>"), or a bare user name.
+// ("dn:<DN>" or "u:<name>"), or a bare user name. Names may hold '=' and
+// ',', so an identity that reads as a DN but names no user of the tree
+// is taken as a bare name; only "dn:" insists on a DN.
 func (s *Server) identityName(id string) (string, bool) {
+	dn := false
 	switch {
 	case strings.HasPrefix(id, "u:"):
 		return id[2:], id != "u:"
 	case strings.HasPrefix(id, "dn:"):
-		id = id[3:]
+		id, dn = id[3:], true
 	case !strings.Contains(id, "="):
 		return id, true
 	}
 	t, err := s.tree.resolve(id)
-	if err != nil || t.kind != kindUser {
-		return "", false
+	switch {
+	case err == nil && t.kind == kindUser:
+		return t.name, true
+	case dn || err == nil && t.kind != kindOutside:
+		return "", false // a DN in the tree that is no user
 	}
-	return t.name, true
+	return id, true
 }
 
 // generatePassword returns 16 random characters (96 bits).

@@ -81,6 +81,17 @@ func TestPasswordModify(t *testing.T) {
 	wantCode(t, err, goldap.LDAPResultNoSuchObject)
 	_, err = a.PasswordModify(goldap.NewPasswordModifyRequest("", "", "x"))
 	wantCode(t, err, goldap.LDAPResultUnwillingToPerform)
+	_, err = a.PasswordModify(goldap.NewPasswordModifyRequest("dn:cn=nobody,dc=other", "", "x"))
+	wantCode(t, err, goldap.LDAPResultNoSuchObject)
+
+	// A bare name may hold '=' and ',': it is not taken for a DN.
+	odd := "a=b,c@example.com"
+	h.user(odd)
+	for _, id := range []string{odd, "u:" + odd} {
+		_, err = a.PasswordModify(goldap.NewPasswordModifyRequest(id, "", "odd-"+id))
+		wantCode(t, err, goldap.LDAPResultSuccess)
+		wantCode(t, h.dial().Bind(userDN(goldap.EscapeDN(odd)), "odd-"+id), goldap.LDAPResultSuccess)
+	}
 }
 
 func TestUnknownExtendedOperation(t *testing.T) {
