@@ -15,14 +15,17 @@ import (
 // where the next page starts, which works across reconnections and across
 // directory nodes. Users come in name order, so the position is the last
 // name returned; the fixed entries (base, ou=users) come first and are
-// counted by their index.
+// counted by their index. The cookie also carries how many entries the
+// earlier pages returned, so a size limit holds for the whole search, not
+// for each page.
 //
-//	cookie = version (1) | search hash (4) | phase (1) | position
+//	cookie = version (1) | search hash (4) | entries sent (4) | phase (1) | position
 //
 // The search hash binds the cookie to the search it came from: RFC 2696
 // forbids reusing it with another one, and a cookie of a different search
-// would skip the wrong entries.
-const cookieVersion = 1
+// would skip the wrong entries. Version 1 cookies (no count) are still
+// read, as from a node not yet upgraded.
+const cookieVersion = 2
 
 const (
 	phaseStatic = 0 // position: one byte, the fixed entries already sent
@@ -35,26 +38,44 @@ type cursor struct {
 	after  string // phaseUsers: the last name sent
 }
 
-func (c cursor) cookie(hash uint32) []byte {
-	b := []byte{cookieVersion, 0, 0, 0, 0, c.phase}
-	binary.BigEndian.PutUint32(b[1:], hash)
+// cookie encodes the position after c, with sent entries returned so far.
+func (c cursor) cookie(hash uint32, sent int) []byte {
+	b := binary.BigEndian.AppendUint32([]byte{cookieVersion}, hash)
+	b = binary.BigEndian.AppendUint32(b, uint32(sent))
+	b = append(b, c.phase)
 	if c.phase == phaseStatic {
 		return append(b, byte(c.static))
 	}
 	return append(b, c.after...)
 }
 
-func parseCookie(b []byte, hash uint32) (cursor, bool) {
-	if len(b) < 7 || b[0] != cookieVersion || binary.BigEndian.Uint32(b[1:]) != hash {
-		return cursor{}, false
+// parseCookie reads a cookie of the search hash: the position and the
+// entries the earlier pages returned.
+func parseCookie(b []byte, hash uint32) (cur cursor, sent int, ok bool) {
+	if len(b) < 5 || binary.BigEndian.Uint32(b[1:]) != hash {
+		return cursor{}, 0, false
 	}
-	switch b[5] {
+	switch b[0] {
+	case 1:
+		b = b[5:]
+	case cookieVersion:
+		if len(b) < 9 {
+			return cursor{}, 0, false
+		}
+		sent, b = int(binary.BigEndian.Uint32(b[5:])), b[9:]
+	default:
+		return cursor{}, 0, false
+	}
+	if len(b) < 2 {
+		return cursor{}, 0, false
+	}
+	switch b[0] {
 	case phaseStatic:
-		return cursor{phase: phaseStatic, static: int(b[6])}, len(b) == 7
+		return cursor{phase: phaseStatic, static: int(b[1])}, sent, len(b) == 2
 	case phaseUsers:
-		return cursor{phase: phaseUsers, after: string(b[6:])}, true
+		return cursor{phase: phaseUsers, after: string(b[1:])}, sent, true
 	}
-	return cursor{}, false
+	return cursor{}, 0, false
 }
 
 // searchHash identifies a search for its cookies.

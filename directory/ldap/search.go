@@ -65,12 +65,12 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 	if pc != nil {
 		hash = searchHash(m)
 		if len(pc.Cookie) > 0 {
-			cur, ok := parseCookie(pc.Cookie, hash)
+			cur, sent, ok := parseCookie(pc.Cookie, hash)
 			if !ok {
 				done(gldap.ResultUnwillingToPerform, "invalid paged results cookie", "")
 				return
 			}
-			q.cur = cur
+			q.cur, q.before = cur, sent
 		}
 		if pc.PagingSize == 0 {
 			// RFC 2696: a size of zero abandons the paged search.
@@ -91,7 +91,7 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 	if pc != nil {
 		next := &gldap.ControlPaging{}
 		if q.more {
-			next.Cookie = q.cur.cookie(hash)
+			next.Cookie = q.cur.cookie(hash, q.before+q.sent)
 		}
 		controls = append(controls, next)
 	}
@@ -141,7 +141,8 @@ type query struct {
 	only     string // the bound user, when they may read only their own entry
 
 	sizeLimit, pageSize int
-	sent                int
+	before              int    // entries the earlier pages of a paged search returned
+	sent                int    // entries this request returned
 	cur                 cursor // where this page starts; then the last entry sent
 	more                bool   // a further entry matched after the page was full
 	sizeExceeded        bool
@@ -282,7 +283,7 @@ func (q *query) offer(ctx context.Context, u *directory.User) error {
 // or the page size it stops the search, noting why.
 func (q *query) full() error {
 	switch {
-	case q.sizeLimit > 0 && q.sent >= q.sizeLimit:
+	case q.sizeLimit > 0 && q.before+q.sent >= q.sizeLimit:
 		q.sizeExceeded = true
 		return errStop
 	case q.pageSize > 0 && q.sent >= q.pageSize:

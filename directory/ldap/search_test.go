@@ -2,6 +2,7 @@ package ldap
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
+	"github.com/jimlambrt/gldap"
 
 	"github.com/tohost/tohost/directory"
 )
@@ -428,6 +430,54 @@ func TestPaging(t *testing.T) {
 	res, err = h.dial().Search(req)
 	if err != nil || len(res.Entries) != 100 || res.Entries[0].DN != userDN("user0100@example.com") {
 		t.Errorf("second page elsewhere: %v %v", err, dns(res.Entries)[:1])
+	}
+}
+
+// TestPagedSizeLimit: a size limit holds for the whole paged search, not
+// for each page; a cookie of the earlier format (no count) is still read.
+func TestPagedSizeLimit(t *testing.T) {
+	h := start(t, options{cfg: Config{AnonymousRead: true}})
+	fill(h, 50)
+	c := h.dial()
+	pc := goldap.NewControlPaging(7)
+	req := goldap.NewSearchRequest("ou=users,"+testBase, goldap.ScopeSingleLevel, 0, 20, 0, false, "(uid=*)", []string{"1.1"}, []goldap.Control{pc})
+	total := 0
+	for page := 0; ; page++ {
+		res, err := c.Search(req)
+		if res != nil {
+			total += len(res.Entries)
+		}
+		if err != nil {
+			wantCode(t, err, goldap.LDAPResultSizeLimitExceeded)
+			break
+		}
+		cookie := goldap.FindControl(res.Controls, goldap.ControlTypePaging).(*goldap.ControlPaging).Cookie
+		if len(cookie) == 0 || page > 10 {
+			t.Fatalf("page %d: the search ended without sizeLimitExceeded, %d entries", page, total)
+		}
+		pc.SetCookie(cookie)
+	}
+	if total != 20 {
+		t.Errorf("%d entries over all pages, want the size limit's 20", total)
+	}
+
+	m := &gldap.SearchMessage{BaseDN: "ou=users," + testBase, Scope: gldap.SingleLevel, Filter: "(uid=*)"}
+	hash := searchHash(m)
+	v1 := binary.BigEndian.AppendUint32([]byte{1}, hash)
+	v1 = append(v1, phaseUsers)
+	v1 = append(v1, "user0010@example.com"...)
+	cur, sent, ok := parseCookie(v1, hash)
+	if !ok || cur.after != "user0010@example.com" || sent != 0 {
+		t.Errorf("version 1 cookie: %+v %d %v", cur, sent, ok)
+	}
+	cur, sent, ok = parseCookie(cursor{phase: phaseUsers, after: "x@y"}.cookie(hash, 42), hash)
+	if !ok || cur.after != "x@y" || sent != 42 {
+		t.Errorf("round trip: %+v %d %v", cur, sent, ok)
+	}
+	for _, bad := range [][]byte{v1[:5], {cookieVersion, 0, 0, 0, 0}, append([]byte{3}, v1[1:]...)} {
+		if _, _, ok := parseCookie(bad, hash); ok {
+			t.Errorf("cookie %x accepted", bad)
+		}
 	}
 }
 
