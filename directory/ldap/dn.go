@@ -39,6 +39,7 @@ type tree struct {
 	// names no entry: the base when the admin DN is under it.
 	adminParent string
 	baseRDN     *goldap.AttributeTypeAndValue // the base's first RDN, for its entry
+	users       *goldap.DN                    // ou=users,<base>: the parent of every user
 }
 
 func newTree(base, admin string) (tree, error) {
@@ -59,6 +60,7 @@ func newTree(base, admin string) (tree, error) {
 		admin:   a,
 		adminDN: a.String(),
 		baseRDN: b.RDNs[0].Attributes[0],
+		users:   &goldap.DN{RDNs: append([]*goldap.RelativeDN{{Attributes: []*goldap.AttributeTypeAndValue{{Type: "ou", Value: "users"}}}}, b.RDNs...)},
 	}
 	if b.AncestorOfFold(a) {
 		t.adminParent = base

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	goldap "github.com/go-ldap/ldap/v3"
 	"github.com/jimlambrt/gldap"
 
 	"github.com/tohost/tohost/directory"
@@ -80,12 +81,36 @@ func newAttr(name string, vals ...string) attr {
 // entry is what filters and Compare read values from.
 type entry interface {
 	values(key string) []string
+	// dnValues are the values of key in the entry's DN, which a filter
+	// with dnAttributes (attr:dn:=value) matches too.
+	dnValues(key string) []string
+}
+
+// dnValues returns the values of the attribute key in the RDNs of dn.
+func dnValues(dn *goldap.DN, key string) []string {
+	var vs []string
+	for _, r := range dn.RDNs {
+		for _, a := range r.Attributes {
+			if attrKey(a.Type) == key {
+				vs = append(vs, a.Value)
+			}
+		}
+	}
+	return vs
 }
 
 // staticEntry is one of the fixed entries (root DSE, base, ou=users).
 type staticEntry struct {
 	dn    string
 	attrs []attr
+}
+
+func (e *staticEntry) dnValues(key string) []string {
+	dn, err := goldap.ParseDN(e.dn) // a fixed entry: its DN was valid when configured
+	if err != nil {
+		return nil
+	}
+	return dnValues(dn, key)
 }
 
 func (e *staticEntry) values(key string) []string {
@@ -105,6 +130,13 @@ type userEntry struct {
 }
 
 func (e userEntry) dn() string { return e.t.userDN(e.u.Display) }
+
+func (e userEntry) dnValues(key string) []string {
+	if key == "uid" {
+		return []string{e.u.Display}
+	}
+	return dnValues(e.t.users, key)
+}
 
 func (e userEntry) values(key string) []string {
 	u := e.u

@@ -17,6 +17,9 @@ type filter struct {
 	any   []string // substrings
 	final string   // substrings
 	kids  []*filter
+	// dnAttrs: an extensible match with dnAttributes, which the values
+	// of the attribute in the entry's DN satisfy too.
+	dnAttrs bool
 }
 
 // result of a filter: RFC 4511 has three, and NOT Undefined is Undefined.
@@ -109,9 +112,11 @@ func compile(p *ber.Packet, depth int) (*filter, error) {
 	case opPresent:
 		f.key = attrKey(p.Data.String())
 	case opExtensible:
-		// Only the form without a matching rule, (attr:=value), which
-		// is equality; any other evaluates to Undefined.
+		// Only the forms without a matching rule, (attr:=value) and
+		// (attr:dn:=value), which are equality; any other evaluates to
+		// Undefined.
 		var rule, typ, value string
+		dnAttrs := false
 		for _, c := range p.Children {
 			switch c.Tag {
 			case 1:
@@ -120,12 +125,19 @@ func compile(p *ber.Packet, depth int) (*filter, error) {
 				typ = c.Data.String()
 			case 3:
 				value = c.Data.String()
+			case 4:
+				b := c.Data.Bytes()
+				if len(b) != 1 {
+					return nil, errBadFilter
+				}
+				dnAttrs = b[0] != 0
 			}
 		}
 		if rule == "" && typ != "" {
 			f.op = opEquality
 			f.key = attrKey(typ)
 			f.value = f.fold(value)
+			f.dnAttrs = dnAttrs
 		}
 	default:
 		return nil, errBadFilter
@@ -176,7 +188,15 @@ func (f *filter) eval(e entry) result {
 	case opPresent:
 		return boolResult(len(e.values(f.key)) > 0)
 	case opEquality, opApprox:
-		return f.any1(e, func(v string) bool { return v == f.value })
+		r := f.any1(e, func(v string) bool { return v == f.value })
+		if r == resFalse && f.dnAttrs {
+			for _, v := range e.dnValues(f.key) {
+				if f.fold(v) == f.value {
+					return resTrue
+				}
+			}
+		}
+		return r
 	case opSubstrings:
 		return f.any1(e, f.substrings)
 	case opGreater:

@@ -246,6 +246,13 @@ func TestFilters(t *testing.T) {
 		{"(objectClass=organizationalUnit)", []string{"ou=users," + testBase}},
 		{"(uid:=bob@example.com)", []string{b}},
 		{"(uid:caseExactMatch:=bob@example.com)", nil}, // matching rules: Undefined
+		// dnAttributes: the values in the entry's DN match too.
+		{"(ou:dn:=users)", []string{"ou=users," + testBase, a, b, cl}},
+		{"(ou:=users)", []string{"ou=users," + testBase}},
+		{"(dc:dn:=EXAMPLE)", []string{testBase, "ou=users," + testBase, a, b, cl}},
+		{"(uid:dn:=bob@example.com)", []string{b}},
+		{"(&(ou:dn:=users)(mailHost=backend1.example))", []string{a, cl}},
+		{"(!(ou:dn:=users))", []string{testBase}},
 		{"(nosuchattr=x)", nil},
 		{"(uid~=bob@example.com)", []string{b}},
 	} {

@@ -132,3 +132,34 @@ func FuzzParseSearch(f *testing.F) {
 		}
 	})
 }
+
+// fork: a filter with dnAttributes, read off the wire, decompiles (asn1-ber
+// leaves the flag's value undecoded, which DecompileFilter could not read).
+func TestDecompileFilterDNAttributes(t *testing.T) {
+	for _, f := range []string{"(ou:dn:=users)", "(&(uid=a)(!(dc:dn:2.5.13.2:=x)))", "(cn:=x)"} {
+		compiled, err := ldap.CompileFilter(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := decodeMessage(compiled.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decompileFilter(p)
+		if err != nil || got != f {
+			t.Errorf("%s: got %q, %v", f, got, err)
+		}
+	}
+	// A dnAttributes flag that is not one byte is refused, not guessed.
+	bad := ber.Encode(ber.ClassContext, ber.TypeConstructed, ldap.FilterExtensibleMatch, nil, "")
+	bad.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, ldap.MatchingRuleAssertionType, "ou", ""))
+	bad.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, ldap.MatchingRuleAssertionMatchValue, "users", ""))
+	bad.AppendChild(ber.NewString(ber.ClassContext, ber.TypePrimitive, ldap.MatchingRuleAssertionDNAttributes, "\x01\x01", ""))
+	p, err := decodeMessage(bad.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decompileFilter(p); err == nil {
+		t.Errorf("two-byte dnAttributes: got %q", got)
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"errors"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
-	"github.com/go-ldap/ldap/v3"
 )
 
 var errNotSimple = errors.New("not a simple search request")
@@ -120,7 +119,7 @@ func parseSearch(msg []byte) (_ *SearchMessage, ok bool) {
 	if m.FilterPacket, err = decodeMessage(filterEnd[:len(filterEnd)-len(op)]); err != nil {
 		return nil, false
 	}
-	if m.Filter, err = ldap.DecompileFilter(m.FilterPacket); err != nil {
+	if m.Filter, err = decompileFilter(m.FilterPacket); err != nil {
 		return nil, false
 	}
 	if typ, c, op, err = tlv(op); err != nil || typ != berSequence || len(op) != 0 {

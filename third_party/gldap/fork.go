@@ -13,6 +13,7 @@ import (
 	"net"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
 )
 
 // NoticeOfDisconnectionOID names the unsolicited notification a server sends
@@ -289,3 +290,41 @@ func (m *Mux) addTypedRoute(fn HandlerFunc, op routeOperation, opt ...Option) er
 type typedRoute struct{ *baseRoute }
 
 func (r *typedRoute) match(req *Request) bool { return req != nil && req.routeOp == r.routeOp }
+
+// decompileFilter is ldap.DecompileFilter for a filter read off the wire.
+// asn1-ber leaves the value of a context-specific element undecoded, and
+// DecompileFilter reads an extensible match's dnAttributes flag as a
+// bool, so every (attr:dn:=value) filter failed as a malformed request.
+func decompileFilter(p *ber.Packet) (string, error) {
+	if err := decodeDNAttributes(p, 0); err != nil {
+		return "", err
+	}
+	return ldap.DecompileFilter(p)
+}
+
+// decodeDNAttributes sets the value of every dnAttributes flag in the
+// filter p. depth bounds the recursion, as DecompileFilter's own does not.
+func decodeDNAttributes(p *ber.Packet, depth int) error {
+	if depth > 64 {
+		return fmt.Errorf("filter nested too deep: %w", ErrInvalidParameter)
+	}
+	if p.ClassType == ber.ClassContext && p.Tag == ldap.FilterExtensibleMatch {
+		for _, c := range p.Children {
+			if c.Tag != ldap.MatchingRuleAssertionDNAttributes || c.Value != nil {
+				continue
+			}
+			b := c.Data.Bytes()
+			if len(b) != 1 {
+				return fmt.Errorf("dnAttributes is not a boolean: %w", ErrInvalidParameter)
+			}
+			c.Value = b[0] != 0
+		}
+		return nil
+	}
+	for _, c := range p.Children {
+		if err := decodeDNAttributes(c, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
-	"github.com/go-ldap/ldap/v3"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -481,7 +480,7 @@ func (p *packet) searchParmeters() (*searchParameters, error) {
 		return nil, fmt.Errorf("%s: missing filter: %w", op, ErrInvalidParameter)
 	}
 
-	filter, err := ldap.DecompileFilter(requestPacket.Children[childFilter])
+	filter, err := decompileFilter(requestPacket.Children[childFilter])
 	if err != nil {
 		return nil, fmt.Errorf("%s: unable to decompile filter: %w", op, err)
 	}
