@@ -498,6 +498,20 @@ func TestCriticalControl(t *testing.T) {
 	ctl = goldap.NewControlString("1.2.3.4.5", false, "")
 	_, err = c.Search(goldap.NewSearchRequest(testBase, goldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, []goldap.Control{ctl}))
 	wantCode(t, err, goldap.LDAPResultSuccess)
+	// A control type the LDAP library knows but the directory does not
+	// implement is refused when critical too (its type cannot carry the
+	// criticality, which used to be lost on decoding).
+	showDeleted := goldap.NewControlString(goldap.ControlTypeMicrosoftShowDeleted, true, "")
+	_, err = c.Search(goldap.NewSearchRequest(testBase, goldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, []goldap.Control{showDeleted}))
+	wantCode(t, err, goldap.LDAPResultUnavailableCriticalExtension)
+	showDeleted.Criticality = false
+	_, err = c.Search(goldap.NewSearchRequest(testBase, goldap.ScopeBaseObject, 0, 0, 0, false, "(objectClass=*)", nil, []goldap.Control{showDeleted}))
+	wantCode(t, err, goldap.LDAPResultSuccess)
+	// Extended operations see their controls.
+	_, err = c.WhoAmI([]goldap.Control{goldap.NewControlString("1.2.3.4.5", true, "")})
+	wantCode(t, err, goldap.LDAPResultUnavailableCriticalExtension)
+	_, err = c.WhoAmI([]goldap.Control{goldap.NewControlString("1.2.3.4.5", false, "")})
+	wantCode(t, err, goldap.LDAPResultSuccess)
 }
 
 func TestCompare(t *testing.T) {

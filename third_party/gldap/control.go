@@ -140,6 +140,21 @@ func decodeControl(packet *ber.Packet) (_ Control, err error) {
 		return nil, fmt.Errorf("%s: more than 3 children is invalid for controls", op)
 	}
 	switch ControlType {
+	case ControlTypeBeheraPasswordPolicy, ControlTypeVChuPasswordMustChange, ControlTypeVChuPasswordWarning,
+		ControlTypeMicrosoftNotification, ControlTypeMicrosoftShowDeleted, ControlTypeMicrosoftServerLinkTTL:
+		// fork: these types have no criticality, so a critical one is
+		// handed over as a ControlString, which does: a server that does
+		// not support it must refuse the request (RFC 4511 4.1.11), and
+		// decoding it to its type would have hidden that it was critical.
+		if Criticality {
+			c := &ControlString{ControlType: ControlType, Criticality: true}
+			if value != nil {
+				c.ControlValue = value.Data.String()
+			}
+			return c, nil
+		}
+	}
+	switch ControlType {
 	case ControlTypeManageDsaIT:
 		return NewControlManageDsaIT(WithCriticality(Criticality))
 	case ControlTypePaging:

@@ -125,6 +125,8 @@ type ExtendedOperationMessage struct {
 	Value string
 	// HasValue tells an empty Value from an absent one (fork).
 	HasValue bool
+	// Controls sent with the request (fork).
+	Controls []Control
 }
 
 // DeleteMessage is an delete request message
@@ -205,6 +207,10 @@ func newMessage(p *packet) (Message, error) {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 		value, hasValue := p.extendedOperationValue()
+		controls, err := p.controls()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
 		return &ExtendedOperationMessage{
 			baseMessage: baseMessage{
 				id: msgID,
@@ -212,6 +218,7 @@ func newMessage(p *packet) (Message, error) {
 			Name:     opName,
 			Value:    value,
 			HasValue: hasValue,
+			Controls: controls,
 		}, nil
 	case modifyRequestType:
 		parameters, err := p.modifyParameters()
