@@ -2,8 +2,13 @@ package directory
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tohost/tohost/directory/password"
@@ -17,7 +22,20 @@ type Service struct {
 	scheme password.Scheme
 	verify *password.VerifyCache
 	now    func() time.Time
+
+	// standIn is the hash a check of an unknown user is verified against
+	// (and fails): the stored hash of a user checked before, replaced
+	// whenever a check meets another scheme, so it follows the hashes
+	// the directory holds; until the first check, one of the configured
+	// scheme. The time of a failed check then does not tell whether the
+	// name exists, as its single -ERR message does not.
+	standIn     atomic.Pointer[string]
+	standInOnce sync.Once
 }
+
+// verifyStandIn verifies against the stand-in hash; a variable so a test
+// can see it called.
+var verifyStandIn = password.Verify
 
 // Config configures a Service.
 type Config struct {
@@ -61,16 +79,22 @@ func (s *Service) Lookup(ctx context.Context, name string) (*User, error) {
 }
 
 // Check verifies name's password and returns the user. Unknown users, wrong
-// passwords and refused account states all give ErrBadCredentials; a stored
+// passwords and refused account states all give ErrBadCredentials, and an
+// unknown user costs a verification too (see standIn); a stored
 // hash that cannot be read is logged by the caller as an error, and also
 // refuses the login.
 func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 	u, err := s.Lookup(ctx, name)
 	if errors.Is(err, ErrNotFound) {
+		verifyStandIn(s.standInHash(), pass)
 		return nil, ErrBadCredentials
 	}
 	if err != nil {
 		return nil, err
+	}
+	if h := s.standIn.Load(); h == nil || !sameScheme(*h, u.Password) {
+		stored := u.Password
+		s.standIn.Store(&stored)
 	}
 	var ok bool
 	if s.verify != nil {
@@ -85,6 +109,57 @@ func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 		return nil, ErrBadCredentials
 	}
 	return u, nil
+}
+
+// standInHash returns the hash an unknown user's check is verified against.
+func (s *Service) standInHash() string {
+	s.standInOnce.Do(func() {
+		if s.standIn.Load() != nil {
+			return
+		}
+		b := make([]byte, 16)
+		rand.Read(b)
+		h, err := password.Hash(s.scheme, base64.RawStdEncoding.EncodeToString(b))
+		if err != nil {
+			h = "{SSHA}" // cannot happen for a configured scheme; fails at once
+		}
+		s.standIn.CompareAndSwap(nil, &h)
+	})
+	return *s.standIn.Load()
+}
+
+// sameScheme reports whether two stored hashes have the same scheme: the
+// same {SCHEME} prefix and, for bare or {CRYPT} crypt strings, the same
+// $id$ (MD5, SHA-512 and bcrypt crypt differ in cost as schemes do).
+func sameScheme(a, b string) bool {
+	ta, ra := schemeTag(a)
+	tb, rb := schemeTag(b)
+	if !strings.EqualFold(ta, tb) {
+		return false
+	}
+	return cryptID(ra) == cryptID(rb)
+}
+
+// schemeTag splits a stored hash into its {SCHEME} prefix and the rest.
+func schemeTag(h string) (tag, rest string) {
+	if strings.HasPrefix(h, "{") {
+		if end := strings.IndexByte(h, '}'); end >= 0 {
+			return h[:end+1], h[end+1:]
+		}
+	}
+	return "", h
+}
+
+// cryptID returns the $id$ a crypt string starts with, or "".
+func cryptID(h string) string {
+	if !strings.HasPrefix(h, "$") {
+		return ""
+	}
+	end := strings.IndexByte(h[1:], '$')
+	if end < 0 {
+		return ""
+	}
+	return h[:end+2]
 }
 
 // Set creates the user or updates it. pass "" keeps the current password

@@ -1,0 +1,82 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+// memStore is the least Store the stand-in test needs: Get only.
+type memStore struct {
+	Store
+	users map[string]*User
+}
+
+func (m memStore) Get(_ context.Context, name string) (*User, error) {
+	if u, ok := m.users[name]; ok {
+		return u, nil
+	}
+	return nil, ErrNotFound
+}
+
+// TestUnknownUserCostsAVerification: a check of an unknown name verifies
+// the password against a stand-in hash, of the configured scheme before any
+// user was checked and then of the scheme of the users being checked, so
+// its time matches a wrong password's.
+func TestUnknownUserCostsAVerification(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	old := verifyStandIn
+	verifyStandIn = func(stored, plain string) (bool, error) {
+		mu.Lock()
+		seen = append(seen, stored)
+		mu.Unlock()
+		return old(stored, plain)
+	}
+	t.Cleanup(func() { verifyStandIn = old })
+
+	ssha := "{SSHA}AMut7XaZFkRp1/2md9R/ykBZvpJgU+iVJDjc3w=="
+	sha512 := "{CRYPT}$6$salt$Zq1WF8yWoZgLhQwrLpg7wEbVGP6L8gFmQyLBm2QsyWTRq1Jq5H6GuuAXRsBBzvEFOTwxrb6WqiZ2M0e2HIHN41"
+	s := NewService(memStore{users: map[string]*User{
+		"a@x": {Name: "a@x", Password: ssha},
+		"b@x": {Name: "b@x", Password: sha512},
+	}}, Config{Scheme: "SSHA512", VerifyCacheSize: -1})
+	check := func(name string) {
+		t.Helper()
+		if _, err := s.Check(context.Background(), name, "guess"); !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("check %s: %v", name, err)
+		}
+	}
+	check("nobody@x")
+	if len(seen) != 1 || !sameScheme(seen[0], "{SSHA512}x") {
+		t.Fatalf("before any user: stand-in %q, want one {SSHA512} verification", seen)
+	}
+	check("a@x")
+	check("nobody@x")
+	check("b@x")
+	check("nobody@x")
+	if len(seen) != 3 || seen[1] != ssha || seen[2] != sha512 {
+		t.Fatalf("stand-ins %q, want the checked users' hashes", seen)
+	}
+}
+
+func TestSameScheme(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"{SSHA}abc", "{ssha}def", true},
+		{"{SSHA}abc", "{SSHA512}abc", false},
+		{"{CRYPT}$6$s$h", "{crypt}$6$t$i", true},
+		{"{CRYPT}$6$s$h", "{CRYPT}$1$s$h", false},
+		{"$2b$10$x", "$2b$12$y", true},
+		{"$2b$10$x", "plain", false},
+		{"plain", "other", true},
+		{"{broken", "{broken", true},
+	} {
+		if got := sameScheme(tc.a, tc.b); got != tc.same {
+			t.Errorf("sameScheme(%q, %q) = %v", tc.a, tc.b, got)
+		}
+	}
+}
