@@ -23,3 +23,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime $(FUZZTIME) ./protocol/authent/
 	$(GO) test -run '^$$' -fuzz FuzzParseFields -fuzztime $(FUZZTIME) ./protocol/authent/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./directory/password/
+	$(GO) test -run '^$$' -fuzz FuzzParseUserLine -fuzztime $(FUZZTIME) ./protocol/authent/
+	$(GO) test -run '^$$' -fuzz FuzzUnmarshal -fuzztime $(FUZZTIME) ./directory/
+	$(GO) test -run '^$$' -fuzz FuzzFilter -fuzztime $(FUZZTIME) ./directory/ldap/
+	$(GO) test -run '^$$' -fuzz FuzzServer -fuzztime $(FUZZTIME) ./directory/ldap/
+	$(GO) test -run '^$$' -fuzz FuzzImport -fuzztime $(FUZZTIME) ./directory/importer/
+	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) .
+	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzParseSearch -fuzztime $(FUZZTIME) .
