@@ -46,6 +46,18 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// ValidateHash returns an *InputError if a password given with its
+// {SCHEME}, to be stored as it is, holds a control character: no hash
+// does, and every export format writes it on one line.
+func ValidateHash(h string) error {
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c < 0x20 || c == 0x7f {
+			return inputErrorf("password hash contains a control character")
+		}
+	}
+	return nil
+}
+
 // ValidateField returns an *InputError if f cannot be stored and written
 // back as label="value".
 func ValidateField(f Field) error {

@@ -239,8 +239,11 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 
 // storedPassword turns a client's password into what is stored.
 func (s *Service) storedPassword(pass string) (string, error) {
-	if pass == "" || password.HasScheme(pass) {
-		return pass, nil
+	if pass == "" {
+		return "", nil
+	}
+	if password.HasScheme(pass) {
+		return pass, ValidateHash(pass)
 	}
 	h, err := password.Hash(s.scheme, pass)
 	if err != nil {

@@ -111,4 +111,17 @@ func TestSetHashesAndKeeps(t *testing.T) {
 	if _, err := svc.Check(ctx, "a@x", "other"); err != nil {
 		t.Fatal(err)
 	}
+	// A hash given as it is may not hold a control character (LDAP can
+	// carry one; every export format writes the hash on one line).
+	var in *directory.InputError
+	if _, err := svc.Set(ctx, "a@x", "{SSHA}abc\r\nb@x:{PLAIN}x", nil); !errors.As(err, &in) {
+		t.Fatalf("hash with CR LF: %v, want an input error", err)
+	}
+	if _, err := svc.Check(ctx, "a@x", "other"); err != nil {
+		t.Fatalf("the refused set changed the password: %v", err)
+	}
+	// A cleartext password is hashed: what it holds is not stored.
+	if _, err := svc.Set(ctx, "a@x", "tab\tword", nil); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -205,6 +206,36 @@ func TestCSVPasswords(t *testing.T) {
 		t.Fatalf("b@x password %q", b.Password)
 	}
 	wantReports(t, r.reports, `line 4: user "c@x": both password and password_hash given`)
+}
+
+// TestHashControlCharacters: a stored hash holding a control character
+// is rejected in every format (a bare CR in a CSV field, a tab in an
+// NWAuth line, a line break in a base64 LDIF value): no hash holds one,
+// and an export would break the line.
+func TestHashControlCharacters(t *testing.T) {
+	b64 := base64.StdEncoding.EncodeToString([]byte(ssha + "\nx"))
+	for name, text := range map[string]string{
+		"h.csv":  "user,password_hash\na@x," + ssha + "\rx\nb@x," + ssha + "\n",
+		"h.txt":  "a@x:" + ssha + "\tx:\nb@x:" + ssha + ":\n",
+		"h.ldif": "dn: uid=a@x,ou=users,dc=x\nuid: a@x\nuserPassword:: " + b64 + "\n\ndn: uid=b@x,ou=users,dc=x\nuid: b@x\nuserPassword: " + ssha + "\n\n",
+	} {
+		s := openBolt(t)
+		r := load(t, s, name, text, importer.Options{Format: formatOf(name)})
+		wantStats(t, r.stats, importer.Stats{Read: 2, Created: 1, Rejected: 1})
+		if len(r.reports) != 1 || !strings.HasSuffix(r.reports[0], `user "a@x": password hash contains a control character`) {
+			t.Errorf("%s: reports %q", name, r.reports)
+		}
+	}
+}
+
+func formatOf(name string) importer.Format {
+	switch {
+	case strings.HasSuffix(name, ".csv"):
+		return importer.CSV
+	case strings.HasSuffix(name, ".ldif"):
+		return importer.LDIF
+	}
+	return importer.NWAuth
 }
 
 // TestCSVHeader: a header the import cannot use fails it before anything

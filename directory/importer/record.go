@@ -128,6 +128,11 @@ func (v *validator) entry(r *Record) (Entry, error) {
 		}
 		e.Password = h
 	default:
+		if !r.Plain {
+			if err := directory.ValidateHash(r.Password); err != nil {
+				return Entry{}, reason(err)
+			}
+		}
 		e.Password = r.Password
 	}
 	// The record's fields are used as they are unless some must go.

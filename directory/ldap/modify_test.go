@@ -62,6 +62,7 @@ func TestAdd(t *testing.T) {
 		{userDN("bad@example.com"), map[string][]string{"userPassword": {"x"}, "quota": {"a\"b"}}, goldap.LDAPResultInvalidAttributeSyntax},
 		{userDN("op@example.com"), map[string][]string{"userPassword": {"x"}, "createTimestamp": {"20200101000000Z"}}, goldap.LDAPResultConstraintViolation},
 		{userDN("sp ace@example.com"), map[string][]string{"userPassword": {"x"}}, goldap.LDAPResultNamingViolation},
+		{userDN("ctl@example.com"), map[string][]string{"userPassword": {"{SSHA}abc\nb@x:{PLAIN}x"}}, goldap.LDAPResultUnwillingToPerform},
 		{"ou=users," + testBase, map[string][]string{"ou": {"users"}}, goldap.LDAPResultEntryAlreadyExists},
 		{"cn=group," + testBase, map[string][]string{"cn": {"group"}}, goldap.LDAPResultUnwillingToPerform},
 		{"uid=x,dc=other", map[string][]string{"userPassword": {"x"}}, goldap.LDAPResultNoSuchObject},
