@@ -6,9 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tohost/tohost/directory/password"
@@ -24,12 +22,13 @@ type Service struct {
 	now    func() time.Time
 
 	// standIn is the hash a check of an unknown user is verified against
-	// (and fails): the stored hash of a user checked before, replaced
-	// whenever a check meets another scheme, so it follows the hashes
-	// the directory holds; until the first check, one of the configured
-	// scheme. The time of a failed check then does not tell whether the
-	// name exists, as its single -ERR message does not.
-	standIn     atomic.Pointer[string]
+	// (and fails): a hash of a random password in the configured scheme,
+	// made at the first such check. The time of a failed check then does
+	// not tell whether the name exists, as its single -ERR message does
+	// not, for users whose hashes are of the configured scheme. It is
+	// never taken from a stored user: a client could steer it to a cheap
+	// one by checking that user.
+	standIn     string
 	standInOnce sync.Once
 }
 
@@ -92,10 +91,6 @@ func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h := s.standIn.Load(); h == nil || !sameScheme(*h, u.Password) {
-		stored := u.Password
-		s.standIn.Store(&stored)
-	}
 	var ok bool
 	if s.verify != nil {
 		ok, err = s.verify.Verify(u.Name, u.Password, pass)
@@ -114,52 +109,15 @@ func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 // standInHash returns the hash an unknown user's check is verified against.
 func (s *Service) standInHash() string {
 	s.standInOnce.Do(func() {
-		if s.standIn.Load() != nil {
-			return
-		}
 		b := make([]byte, 16)
 		rand.Read(b)
 		h, err := password.Hash(s.scheme, base64.RawStdEncoding.EncodeToString(b))
 		if err != nil {
 			h = "{SSHA}" // cannot happen for a configured scheme; fails at once
 		}
-		s.standIn.CompareAndSwap(nil, &h)
+		s.standIn = h
 	})
-	return *s.standIn.Load()
-}
-
-// sameScheme reports whether two stored hashes have the same scheme: the
-// same {SCHEME} prefix and, for bare or {CRYPT} crypt strings, the same
-// $id$ (MD5, SHA-512 and bcrypt crypt differ in cost as schemes do).
-func sameScheme(a, b string) bool {
-	ta, ra := schemeTag(a)
-	tb, rb := schemeTag(b)
-	if !strings.EqualFold(ta, tb) {
-		return false
-	}
-	return cryptID(ra) == cryptID(rb)
-}
-
-// schemeTag splits a stored hash into its {SCHEME} prefix and the rest.
-func schemeTag(h string) (tag, rest string) {
-	if strings.HasPrefix(h, "{") {
-		if end := strings.IndexByte(h, '}'); end >= 0 {
-			return h[:end+1], h[end+1:]
-		}
-	}
-	return "", h
-}
-
-// cryptID returns the $id$ a crypt string starts with, or "".
-func cryptID(h string) string {
-	if !strings.HasPrefix(h, "$") {
-		return ""
-	}
-	end := strings.IndexByte(h[1:], '$')
-	if end < 0 {
-		return ""
-	}
-	return h[:end+2]
+	return s.standIn
 }
 
 // Set creates the user or updates it. pass "" keeps the current password
@@ -249,7 +207,7 @@ func (s *Service) storedPassword(pass string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hashing password: %w", err)
 	}
-	return h, nil
+	return h, ValidateHash(h) // {PLAIN} keeps what the cleartext holds
 }
 
 // Delete removes the user.

@@ -120,6 +120,11 @@ func TestSetHashesAndKeeps(t *testing.T) {
 	if _, err := svc.Check(ctx, "a@x", "other"); err != nil {
 		t.Fatalf("the refused set changed the password: %v", err)
 	}
+	// {PLAIN} keeps the cleartext: the same rule holds for it.
+	plain := directory.NewService(svc.Store(), directory.Config{Scheme: password.SchemePlain})
+	if _, err := plain.Set(ctx, "a@x", "pw\nb@x", nil); !errors.As(err, &in) {
+		t.Fatalf("PLAIN with LF: %v, want an input error", err)
+	}
 	// A cleartext password is hashed: what it holds is not stored.
 	if _, err := svc.Set(ctx, "a@x", "tab\tword", nil); err != nil {
 		t.Fatal(err)

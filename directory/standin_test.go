@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -21,9 +22,8 @@ func (m memStore) Get(_ context.Context, name string) (*User, error) {
 }
 
 // TestUnknownUserCostsAVerification: a check of an unknown name verifies
-// the password against a stand-in hash, of the configured scheme before any
-// user was checked and then of the scheme of the users being checked, so
-// its time matches a wrong password's.
+// the password against a stand-in hash of the configured scheme, whatever
+// users were checked before, so its time matches a wrong password's.
 func TestUnknownUserCostsAVerification(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
@@ -48,35 +48,11 @@ func TestUnknownUserCostsAVerification(t *testing.T) {
 			t.Fatalf("check %s: %v", name, err)
 		}
 	}
-	check("nobody@x")
-	if len(seen) != 1 || !sameScheme(seen[0], "{SSHA512}x") {
-		t.Fatalf("before any user: stand-in %q, want one {SSHA512} verification", seen)
-	}
 	check("a@x")
-	check("nobody@x")
 	check("b@x")
 	check("nobody@x")
-	if len(seen) != 3 || seen[1] != ssha || seen[2] != sha512 {
-		t.Fatalf("stand-ins %q, want the checked users' hashes", seen)
-	}
-}
-
-func TestSameScheme(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		same bool
-	}{
-		{"{SSHA}abc", "{ssha}def", true},
-		{"{SSHA}abc", "{SSHA512}abc", false},
-		{"{CRYPT}$6$s$h", "{crypt}$6$t$i", true},
-		{"{CRYPT}$6$s$h", "{CRYPT}$1$s$h", false},
-		{"$2b$10$x", "$2b$12$y", true},
-		{"$2b$10$x", "plain", false},
-		{"plain", "other", true},
-		{"{broken", "{broken", true},
-	} {
-		if got := sameScheme(tc.a, tc.b); got != tc.same {
-			t.Errorf("sameScheme(%q, %q) = %v", tc.a, tc.b, got)
-		}
+	check("nobody@x")
+	if len(seen) != 2 || seen[0] != seen[1] || !strings.HasPrefix(seen[0], "{SSHA512}") {
+		t.Fatalf("stand-ins %q, want the same {SSHA512} hash each time, never a user's", seen)
 	}
 }

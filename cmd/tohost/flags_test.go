@@ -101,6 +101,8 @@ func TestOutOfRangeFlags(t *testing.T) {
 		{newDirectoryCmd, []string{"--postgres-max-conns", "0"}, "--postgres-max-conns"},
 		{newImportCmd, []string{"--batch", "-5", "x.csv"}, "--batch"},
 		{newImportCmd, []string{"--workers", "-1", "x.csv"}, "--workers"},
+		{newImportCmd, []string{"--workers", "5000000000000000000", "x.csv"}, "--workers"},
+		{newImportCmd, []string{"--batch", "100000000000000", "x.csv"}, "--batch"},
 		{newImportCmd, []string{"--redis-ttl", "-1s", "x.csv"}, "--redis-ttl"},
 		{newExportCmd, []string{"--postgres-timeout", "0s"}, "--postgres-timeout"},
 		{newUserCmd, []string{"lookup", "x", "--timeout", "0s"}, "--timeout"},

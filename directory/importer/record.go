@@ -126,6 +126,9 @@ func (v *validator) entry(r *Record) (Entry, error) {
 		if err != nil {
 			return Entry{}, errorf("cannot hash the password: %v", err)
 		}
+		if err := directory.ValidateHash(h); err != nil {
+			return Entry{}, reason(err) // {PLAIN} keeps what the cleartext holds
+		}
 		e.Password = h
 	default:
 		if !r.Plain {

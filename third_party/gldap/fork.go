@@ -305,7 +305,7 @@ func decompileFilter(p *ber.Packet) (string, error) {
 // decodeDNAttributes sets the value of every dnAttributes flag in the
 // filter p. depth bounds the recursion, as DecompileFilter's own does not.
 func decodeDNAttributes(p *ber.Packet, depth int) error {
-	if depth > 64 {
+	if depth > 256 { // BER levels: a filter level is one or two of them
 		return fmt.Errorf("filter nested too deep: %w", ErrInvalidParameter)
 	}
 	if p.ClassType == ber.ClassContext && p.Tag == ldap.FilterExtensibleMatch {
