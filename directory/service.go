@@ -200,14 +200,20 @@ func (s *Service) storedPassword(pass string) (string, error) {
 	if pass == "" {
 		return "", nil
 	}
-	if password.HasScheme(pass) {
-		return pass, ValidateHash(pass)
+	keep := password.HasScheme(pass)
+	if keep || s.scheme == password.SchemePlain { // stored as written
+		if err := ValidateHash(pass); err != nil {
+			return "", err
+		}
+	}
+	if keep {
+		return pass, nil
 	}
 	h, err := password.Hash(s.scheme, pass)
 	if err != nil {
 		return "", fmt.Errorf("hashing password: %w", err)
 	}
-	return h, ValidateHash(h) // {PLAIN} keeps what the cleartext holds
+	return h, nil
 }
 
 // Delete removes the user.

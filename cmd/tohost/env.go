@@ -66,10 +66,10 @@ func atLeast[T int | int32 | time.Duration](flag string, v, min T) error {
 	return nil
 }
 
-// atMost refuses a numeric flag value above its maximum, naming the flag.
-func atMost(flag string, v, max int) error {
+// within refuses a numeric flag value outside [min, max], naming the flag.
+func within(flag string, v, min, max int) error {
 	if v > max {
 		return fmt.Errorf("--%s: %v is out of range (the most is %v)", flag, v, max)
 	}
-	return nil
+	return atLeast(flag, v, min)
 }

@@ -110,8 +110,7 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 			return fmt.Errorf("--format: %w", err)
 		}
 	}
-	if err := errors.Join(f.store.check(), atLeast("batch", f.batch, 0), atMost("batch", f.batch, 1_000_000),
-		atLeast("workers", f.workers, 0), atMost("workers", f.workers, 1024),
+	if err := errors.Join(f.store.check(), within("batch", f.batch, 0, 1_000_000), within("workers", f.workers, 0, 1024),
 		atLeast("invalidate-every", f.invalidate, 0)); err != nil {
 		return err
 	}

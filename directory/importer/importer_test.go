@@ -228,6 +228,20 @@ func TestHashControlCharacters(t *testing.T) {
 	}
 }
 
+// TestStrictPlainControlCharacter: with the PLAIN scheme a cleartext
+// password is stored as written, so the strict import's checking pass
+// rejects one holding a control character, and nothing is imported.
+func TestStrictPlainControlCharacter(t *testing.T) {
+	s := openBolt(t)
+	r := load(t, s, "p.csv", "user,password\na@x,ok\nb@x,pw\rx\n", importer.Options{Scheme: password.SchemePlain, Strict: true})
+	if !errors.Is(r.err, importer.ErrRejected) {
+		t.Fatalf("strict import: %v, want ErrRejected", r.err)
+	}
+	if n, _ := s.Count(ctx); n != 0 {
+		t.Fatalf("%d users imported by a strict import with a rejected record", n)
+	}
+}
+
 func formatOf(name string) importer.Format {
 	switch {
 	case strings.HasSuffix(name, ".csv"):

@@ -114,6 +114,11 @@ func (v *validator) entry(r *Record) (Entry, error) {
 		return Entry{}, reason(err)
 	}
 	e := Entry{Line: r.Line, Name: name, Display: r.Name}
+	if !r.Plain || v.scheme == password.SchemePlain { // stored as written
+		if err := directory.ValidateHash(r.Password); err != nil {
+			return Entry{}, reason(err)
+		}
+	}
 	switch {
 	case r.Password == "":
 		return Entry{}, errorf("no password")
@@ -126,16 +131,8 @@ func (v *validator) entry(r *Record) (Entry, error) {
 		if err != nil {
 			return Entry{}, errorf("cannot hash the password: %v", err)
 		}
-		if err := directory.ValidateHash(h); err != nil {
-			return Entry{}, reason(err) // {PLAIN} keeps what the cleartext holds
-		}
 		e.Password = h
 	default:
-		if !r.Plain {
-			if err := directory.ValidateHash(r.Password); err != nil {
-				return Entry{}, reason(err)
-			}
-		}
 		e.Password = r.Password
 	}
 	// The record's fields are used as they are unless some must go.
