@@ -81,7 +81,7 @@ func (f *dirClientFlags) client(conns int, log *slog.Logger) (*authent.Client, e
 
 func newAuthentCmd() *cobra.Command {
 	var flags dirClientFlags
-	var logLevel string
+	var logs logFlags
 	cmd := &cobra.Command{
 		Use:   "authent",
 		Short: "Run as a NetWin authent module (g_authent_process) on stdin/stdout, forwarding to a tohost directory",
@@ -92,7 +92,7 @@ addresses; when none answers the request gets -DEAD and the module keeps serving
 Logs go to stderr only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := newLogger(logLevel)
+			log, err := logs.logger()
 			if err != nil {
 				return err
 			}
@@ -114,7 +114,7 @@ Logs go to stderr only.`,
 		},
 	}
 	flags.register(cmd.Flags())
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	logs.register(cmd.Flags())
 	return cmd
 }
 

@@ -30,6 +30,7 @@ type benchFlags struct {
 	reply       string
 	procs       int
 	allowRemote bool
+	listen      string
 }
 
 func init() { root.AddCommand(newBenchCmd()) }
@@ -51,7 +52,7 @@ Modes: lookup, check (--miss: that fraction asks for unknown users / wrong
 passwords, which must be refused), set (writes users --first .. --first+--users-1
 once each: loads a directory and measures durable writes/s; runs until all are
 written unless --duration is given), echo-server (serves the bare line-echo
-server on --addr until interrupted: the physical limit to compare with; bench it
+server on --listen until interrupted: the physical limit to compare with; bench it
 with --mode lookup --accept-any).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -61,13 +62,17 @@ with --mode lookup --accept-any).`,
 			}
 			if !f.allowRemote {
 				if err := bench.CheckLoopback(ctx, f.addr); err != nil {
-					return fmt.Errorf("--addr: %w (use --allow-remote)", err)
+					return fmt.Errorf("--directory: %w (use --allow-remote)", err)
 				}
 			}
 			if f.mode == "echo-server" {
-				ln, err := net.Listen("tcp", f.addr)
+				addr := f.addr
+				if f.listen != "" {
+					addr = f.listen
+				}
+				ln, err := net.Listen("tcp", addr)
 				if err != nil {
-					return fmt.Errorf("--addr: %w", err)
+					return fmt.Errorf("--listen: %w", err)
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "tohost bench: echo server on %s, replying %q\n", ln.Addr(), f.reply)
 				return bench.ServeEcho(ctx, ln, f.reply)
@@ -90,7 +95,10 @@ with --mode lookup --accept-any).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set or echo-server")
-	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "directory address (echo-server: listen address)")
+	fl.StringVar(&f.addr, "directory", "127.0.0.1:4020", "directory address (echo-server: the address to listen on, unless --listen is given)")
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "old name of --directory")
+	fl.MarkDeprecated("addr", "use --directory")
+	fl.StringVar(&f.listen, "listen", "", "echo-server: listen address (default: --directory's)")
 	fl.IntVarP(&f.conns, "conns", "c", 16, "connections, one goroutine each")
 	fl.IntVar(&f.depth, "depth", 1, "requests in flight per connection (pipelining depth; 1 = none)")
 	fl.DurationVarP(&f.duration, "duration", "d", 10*time.Second, "run duration (0 = no time limit; set: no limit unless given)")
@@ -105,6 +113,6 @@ with --mode lookup --accept-any).`,
 	fl.StringVar(&f.secret, "secret", "", "shared secret sent with `auth` first on every connection")
 	fl.StringVar(&f.reply, "reply", "+OK x config 0", "echo-server: the reply to every line (CRLF appended)")
 	fl.IntVar(&f.procs, "procs", 0, "GOMAXPROCS of this process (0 = Go default)")
-	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a non-loopback --addr")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a non-loopback --directory")
 	return cmd
 }

@@ -62,16 +62,16 @@ func TestEnvironmentFlags(t *testing.T) {
 
 func TestTCPAuthConfigErrors(t *testing.T) {
 	dir := t.TempDir()
-	f := directoryFlags{allow: []string{"127.0.0.0/8"}, adminAllow: []string{"127.0.0.0/8"}, maxConns: 1, idleTimeout: time.Minute}
-	f.tlsCert = filepath.Join(dir, "cert.pem")
-	if _, err := f.tcpauthConfig(nil); err == nil || !strings.Contains(err.Error(), "go together") {
+	f := directoryFlags{adminAllow: []string{"127.0.0.0/8"}}
+	f.listen = listenFlags{allow: []string{"127.0.0.0/8"}, maxConns: 1, idleTimeout: time.Minute, shutdownTimeout: time.Second}
+	f.listen.tlsCert = filepath.Join(dir, "cert.pem")
+	if _, err := f.listen.tlsConfig(); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Errorf("cert without key: %v", err)
 	}
-	f.tlsKey = filepath.Join(dir, "key.pem")
-	if _, err := f.tcpauthConfig(nil); err == nil || !strings.Contains(err.Error(), "--tls-cert") {
+	f.listen.tlsKey = filepath.Join(dir, "key.pem")
+	if _, err := f.listen.tlsConfig(); err == nil || !strings.Contains(err.Error(), "--tls-cert") {
 		t.Errorf("missing cert files: %v", err)
 	}
-	f.tlsCert, f.tlsKey = "", ""
 	f.secretFile = filepath.Join(dir, "none")
 	if _, err := f.tcpauthConfig(nil); err == nil || !strings.Contains(err.Error(), "--secret-file") {
 		t.Errorf("missing secret file: %v", err)
@@ -95,6 +95,7 @@ func TestOutOfRangeFlags(t *testing.T) {
 		{newDirectoryCmd, []string{"--max-conns", "-1"}, "--max-conns"},
 		{newDirectoryCmd, []string{"--max-conns", "0"}, "--max-conns"},
 		{newDirectoryCmd, []string{"--idle-timeout", "-1s"}, "--idle-timeout"},
+		{newDirectoryCmd, []string{"--shutdown-timeout", "0s"}, "--shutdown-timeout"},
 		{newDirectoryCmd, []string{"--verify-cache-size", "-2"}, "--verify-cache-size"},
 		{newDirectoryCmd, []string{"--cache-size", "0"}, "--cache-size"},
 		{newDirectoryCmd, []string{"--negative-ttl", "-1s"}, "--negative-ttl"},

@@ -1,17 +1,18 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/ldap"
 	"github.com/tohost/tohost/directory/password"
+	"github.com/tohost/tohost/internal/daemon"
+	"github.com/tohost/tohost/internal/listen"
 )
 
 // ldapFlags configure the directory's LDAP front end.
@@ -35,54 +36,36 @@ func (f *ldapFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.adminPasswordFile, "ldap-admin-password-file", "", "file holding the LDAP admin's password")
 }
 
-// listeners opens the configured LDAP listeners and returns a function
-// serving them all until ctx is done (nil when LDAP is off).
-func (f *ldapFlags) listeners(svc *directory.Service, scheme password.Scheme, tlsCfg *tls.Config, log *slog.Logger, metrics *ldap.Metrics) (func(context.Context) error, error) {
+// serve opens the configured LDAP listeners behind gate and adds them to
+// d (none when LDAP is off).
+func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Service, scheme password.Scheme,
+	tlsCfg *tls.Config, idle time.Duration, log *slog.Logger, metrics *ldap.Metrics) error {
 	if f.addr == "" && f.ldapsAddr == "" {
-		return nil, nil
+		return nil
 	}
 	if f.ldapsAddr != "" && tlsCfg == nil {
-		return nil, fmt.Errorf("--ldaps-addr needs --tls-cert and --tls-key")
+		return fmt.Errorf("--ldaps-addr needs --tls-cert and --tls-key")
 	}
 	cfg := ldap.Config{Base: f.base, AdminDN: f.adminDN, AdminPassword: f.adminPassword,
-		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics}
+		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics,
+		IdleTimeout: idle}
 	if err := readSecretFile("--ldap-admin-password-file", f.adminPasswordFile, &cfg.AdminPassword); err != nil {
-		return nil, err
-	}
-	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}
-	if f.addr != "" {
-		ln, err := net.Listen("tcp", f.addr)
-		if err != nil {
-			return nil, fmt.Errorf("--ldap-addr: %w", err)
-		}
-		lns = append(lns, ln)
-	}
-	if f.ldapsAddr != "" {
-		ln, err := net.Listen("tcp", f.ldapsAddr)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("--ldaps-addr: %w", err)
-		}
-		lns = append(lns, tls.NewListener(ln, tlsCfg))
+		return err
 	}
 	srv := ldap.New(svc, cfg)
-	return func(ctx context.Context) error {
-		errs := make(chan error, len(lns))
-		for _, ln := range lns {
-			log.Info("ldap listening", "addr", ln.Addr().String())
-			go func(ln net.Listener) { errs <- srv.Serve(ctx, ln) }(ln)
+	if f.addr != "" {
+		ln, err := gate.Listen(f.addr, listen.Options{Refusal: ldap.Refusal})
+		if err != nil {
+			return fmt.Errorf("--ldap-addr: %w", err)
 		}
-		var first error
-		for range lns {
-			if err := <-errs; err != nil && first == nil {
-				first = err
-			}
+		d.Serve("ldap", ln, srv.Serve)
+	}
+	if f.ldapsAddr != "" {
+		ln, err := gate.Listen(f.ldapsAddr, listen.Options{TLS: tlsCfg, Refusal: ldap.Refusal})
+		if err != nil {
+			return fmt.Errorf("--ldaps-addr: %w", err)
 		}
-		return first
-	}, nil
+		d.Serve("ldaps", ln, srv.Serve)
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/password"
 	"github.com/tohost/tohost/directory/store/bolt"
+	"github.com/tohost/tohost/internal/listen"
 )
 
 const (
@@ -36,8 +37,11 @@ type harness struct {
 type options struct {
 	cfg  Config
 	wrap func(directory.Store) directory.Store
-	tls  bool // wrap the listener: LDAPS
+	tls  bool         // wrap the listener: LDAPS
+	gate *listen.Gate // put the listener behind a connection gate
 }
+
+var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func start(t testing.TB, o options) *harness {
 	t.Helper()
@@ -55,6 +59,9 @@ func start(t testing.TB, o options) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, addr: ln.Addr().String(), svc: svc, store: s, done: make(chan error, 1)}
+	if o.gate != nil {
+		ln = o.gate.Wrap(ln, listen.Options{Refusal: Refusal})
+	}
 	if o.tls {
 		ln = tls.NewListener(ln, o.cfg.TLS)
 	}

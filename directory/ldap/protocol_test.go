@@ -11,6 +11,8 @@ import (
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	goldap "github.com/go-ldap/ldap/v3"
+
+	"github.com/tohost/tohost/internal/listen"
 )
 
 // rawConn speaks LDAP at the BER level, to send what a well-behaved client
@@ -254,21 +256,19 @@ func TestRawStartTLSRefused(t *testing.T) {
 	rc.alive()
 }
 
-// TestNegativeMaxConns: a cap below zero means the default, as zero
-// does, instead of a panic.
-func TestNegativeMaxConns(t *testing.T) {
-	start(t, options{cfg: Config{MaxConns: -1}}).raw().alive()
-}
-
+// TestMaxConns: behind the daemon's connection gate, a client over the
+// cap gets a Notice of Disconnection (unavailable), and the slot comes
+// back when a connection ends.
 func TestMaxConns(t *testing.T) {
-	h := start(t, options{cfg: Config{MaxConns: 1}})
+	h := start(t, options{gate: listen.NewGate(listen.Config{MaxConns: 1, Logger: discardLog})})
 	first := h.raw()
 	first.alive()
 	over := h.raw()
 	over.expectClosed(goldap.LDAPResultUnavailable)
 	first.c.Close()
-	// The slot comes back when the first connection ends.
-	deadline := time.Now().Add(5 * time.Second)
+	// The slot comes back once the server has seen the first one go;
+	// the deadline only guards against a hang.
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		rc := h.raw()
 		rc.send(whoAmIOp())

@@ -52,10 +52,6 @@ type Config struct {
 	// a {SCHEME} prefix is stored as given.
 	Scheme password.Scheme
 	Logger *slog.Logger
-	// MaxConns caps concurrent connections (default, and for 0 or less,
-	// 10,000); a connection over the cap gets a Notice of Disconnection
-	// (unavailable) and is closed, so the client retries later.
-	MaxConns int
 	// IdleTimeout closes a connection that sends no request, or does not
 	// read its responses, for this long (default 10 minutes, as TCPAuth;
 	// negative: never). Without it a client that stops reading would hold
@@ -74,7 +70,6 @@ type Server struct {
 	err  error // a configuration error, returned by Serve
 
 	root, base, users *staticEntry // the fixed entries
-	slots             chan struct{}
 	// ctx is for directory calls: requests in progress when Serve's
 	// context ends still finish.
 	ctx context.Context
@@ -94,13 +89,10 @@ func New(svc *directory.Service, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 10_000
-	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 10 * time.Minute
 	}
-	s := &Server{svc: svc, cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxConns), ctx: context.Background()}
+	s := &Server{svc: svc, cfg: cfg, log: cfg.Logger, ctx: context.Background()}
 	s.tree, s.err = newTree(cfg.Base, cfg.AdminDN)
 	if s.err == nil {
 		s.root, s.base, s.users = s.tree.staticEntries(cfg.TLS != nil)
@@ -121,7 +113,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		gldap.WithLogger(hclogTo(s.log)),
 		gldap.WithInlineRequests(),
 		gldap.WithIdleTimeout(max(s.cfg.IdleTimeout, 0)),
-		gldap.WithOnClose(func(int) { <-s.slots }),
 	)
 	if err != nil {
 		return err
@@ -138,7 +129,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	stop := context.AfterFunc(ctx, func() { gs.Stop() })
 	defer stop()
-	err = gs.Serve(&limitListener{Listener: ln, s: s})
+	err = gs.Serve(ln)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -246,35 +237,10 @@ func unsupportedCritical(controls []gldap.Control) bool {
 	return false
 }
 
-// limitListener enforces MaxConns: a slot is taken at accept and given back
-// by gldap's close callback.
-type limitListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.s.slots <- struct{}{}:
-			return c, nil
-		default:
-			l.s.log.Warn("ldap connection limit reached", "client", c.RemoteAddr().String(), "max", l.s.cfg.MaxConns)
-			go turnAway(c)
-		}
-	}
-}
-
-// turnAway tells a client over the connection limit to come back later.
-func turnAway(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
-	c.Write(noticeOfDisconnection(gldap.ResultUnavailable, "too many connections"))
-}
+// Refusal is what a connection over the daemon's connection cap is told
+// before it is closed: a Notice of Disconnection (unavailable), so the
+// client retries later.
+var Refusal = noticeOfDisconnection(gldap.ResultUnavailable, "too many connections")
 
 // noticeOfDisconnection encodes the unsolicited notification RFC 4511 4.4.1.
 func noticeOfDisconnection(code int, msg string) []byte {

@@ -50,13 +50,12 @@ type op struct {
 	done  chan struct{}
 }
 
-func newConn(s *Server, nc net.Conn, admin bool) *conn {
+func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{
 		srv:    s,
 		nc:     nc,
 		r:      bufio.NewReaderSize(nc, authent.MaxLine+64),
 		w:      bufio.NewWriterSize(nc, 16<<10),
-		admin:  admin,
 		authed: s.cfg.Secret == "",
 		slots:  make(chan struct{}, s.cfg.MaxInflight),
 		last:   make(map[string]*op),

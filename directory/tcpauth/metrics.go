@@ -28,7 +28,6 @@ type Metrics struct {
 	requests [numCommands][numOutcomes]prometheus.Counter
 	latency  [numCommands]prometheus.Observer
 	conns    prometheus.Gauge
-	refusals prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -45,11 +44,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tohost_tcpauth_connections", Help: "Open authent connections."}),
-		refusals: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tohost_tcpauth_refused_connections_total",
-			Help: "Connections refused (not allowed, or over the connection cap)."}),
 	}
-	reg.MustRegister(requests, latency, m.conns, m.refusals)
+	reg.MustRegister(requests, latency, m.conns)
 	for cmd := authent.Command(0); int(cmd) < numCommands; cmd++ {
 		for o := outcome(0); o < numOutcomes; o++ {
 			m.requests[cmd][o] = requests.WithLabelValues(cmd.String(), outcomeNames[o])
@@ -81,11 +77,5 @@ func (m *Metrics) connOpened() {
 func (m *Metrics) connClosed() {
 	if m != nil {
 		m.conns.Dec()
-	}
-}
-
-func (m *Metrics) refused() {
-	if m != nil {
-		m.refusals.Inc()
 	}
 }

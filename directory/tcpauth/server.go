@@ -1,15 +1,14 @@
 // Package tcpauth serves the authent protocol (protocol/authent) over TCP
-// from a directory.Service: the TCPAuth-compatible front end of the
-// directory. server.go accepts connections and enforces who may connect,
-// conn.go is the per-connection loop (pipelining, ordered replies, group
-// commit of writes), handler.go turns one request into its reply.
+// from a directory: the TCPAuth-compatible front end. server.go accepts
+// connections, conn.go is the per-connection loop (pipelining, ordered
+// replies, group commit of writes), handler.go turns one request into its
+// reply. Who may connect, how many at once, TLS and PROXY headers are the
+// listener's business (internal/listen), not this package's.
 package tcpauth
 
 import (
 	"context"
 	"crypto/subtle"
-	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -17,29 +16,38 @@ import (
 	"time"
 
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/internal/listen"
 )
+
+// Directory is what the server asks of the user directory;
+// *directory.Service provides it.
+type Directory interface {
+	Check(ctx context.Context, name, pass string) (*directory.User, error)
+	Lookup(ctx context.Context, name string) (*directory.User, error)
+	Set(ctx context.Context, name, pass string, fields []directory.Field) (created bool, err error)
+	Delete(ctx context.Context, name string) error
+	Rename(ctx context.Context, oldName, newName string) error
+	Search(ctx context.Context, pattern string, from, max int, fn func(display string) error) (int, error)
+	Count(ctx context.Context) (int64, error)
+}
+
+// Refusal is what a connection over the daemon's connection cap is told
+// before it is closed: -DEAD, so the client retries later.
+var Refusal = []byte("-DEAD too many connections\r\n")
 
 // Config configures a Server. The zero value of each field is a working
 // default.
 type Config struct {
-	// Allow lists the networks that may connect (default: loopback).
-	Allow []netip.Prefix
 	// AdminAllow lists the networks that may use admin commands without
 	// authenticating (default: loopback).
 	AdminAllow []netip.Prefix
 	// Secret, when set, must be sent with `auth` before any other command;
 	// it also grants admin rights.
 	Secret string
-	// TLS, when set, wraps every connection in TLS.
-	TLS *tls.Config
 	// IdleTimeout closes a connection that sent nothing for this long
 	// (default, and for 0 or less, 10 minutes).
 	IdleTimeout time.Duration
-	// MaxConns caps concurrent connections (default, and for 0 or less,
-	// 10,000); a connection over the cap gets -DEAD and is closed, so the
-	// client retries later.
-	MaxConns int
-	// MaxInflight caps the writes one connection may have in progress
+	// MaxInflight caps the requests one connection may have in progress
 	// (default, and for 0 or less, 4096).
 	MaxInflight int
 	// Version is reported by the `version` command.
@@ -48,15 +56,11 @@ type Config struct {
 	Metrics *Metrics
 }
 
-// Loopback is the default for Allow and AdminAllow.
-var Loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
-
 // Server is the TCPAuth server.
 type Server struct {
-	svc   *directory.Service
-	cfg   Config
-	log   *slog.Logger
-	slots chan struct{}
+	svc Directory
+	cfg Config
+	log *slog.Logger
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -64,18 +68,12 @@ type Server struct {
 }
 
 // New returns a Server answering from svc.
-func New(svc *directory.Service, cfg Config) *Server {
-	if cfg.Allow == nil {
-		cfg.Allow = Loopback
-	}
+func New(svc Directory, cfg Config) *Server {
 	if cfg.AdminAllow == nil {
-		cfg.AdminAllow = Loopback
+		cfg.AdminAllow = listen.Loopback
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Minute
-	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 10_000
 	}
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 4096
@@ -83,13 +81,7 @@ func New(svc *directory.Service, cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{
-		svc:   svc,
-		cfg:   cfg,
-		log:   cfg.Logger,
-		slots: make(chan struct{}, cfg.MaxConns),
-		conns: make(map[*conn]struct{}),
-	}
+	return &Server{svc: svc, cfg: cfg, log: cfg.Logger, conns: make(map[*conn]struct{})}
 }
 
 // Serve accepts connections on ln until ctx is done, then stops accepting,
@@ -100,59 +92,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.closeIdle()
 	})
 	defer stop()
-	var delay time.Duration
+	defer s.wg.Wait()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				s.wg.Wait()
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("tcpauth accept", "err", err, "retry_in", delay)
-				time.Sleep(delay)
-				continue
-			}
-			s.wg.Wait()
 			return err
 		}
-		delay = 0
-		s.accept(ctx, nc)
+		s.start(ctx, nc)
 	}
 }
 
-// accept admits or refuses a new connection and starts serving it.
-func (s *Server) accept(ctx context.Context, nc net.Conn) {
-	ip := remoteIP(nc)
-	if !contains(s.cfg.Allow, ip) {
-		s.log.Warn("tcpauth connection refused", "client", ip.String())
-		s.cfg.Metrics.refused()
-		nc.Close()
-		return
-	}
-	select {
-	case s.slots <- struct{}{}:
-	default:
-		s.log.Warn("tcpauth connection limit reached", "client", ip.String(), "max", s.cfg.MaxConns)
-		s.cfg.Metrics.refused()
-		nc.SetWriteDeadline(time.Now().Add(time.Second))
-		nc.Write([]byte("-DEAD too many connections\r\n"))
-		nc.Close()
-		return
-	}
-	if s.cfg.TLS != nil {
-		nc = tls.Server(nc, s.cfg.TLS)
-	}
-	c := newConn(s, nc, contains(s.cfg.AdminAllow, ip))
+// start serves a new connection in a goroutine of its own.
+func (s *Server) start(ctx context.Context, nc net.Conn) {
+	c := newConn(s, nc)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer func() { <-s.slots }()
+		// The client's address may come from a PROXY header, which is
+		// read here rather than in the accept loop.
+		c.admin = listen.Contains(s.cfg.AdminAllow, listen.PeerIP(nc))
 		c.serve(ctx)
 		s.mu.Lock()
 		delete(s.conns, c)
@@ -173,21 +137,4 @@ func (s *Server) closeIdle() {
 // secretOK compares in constant time.
 func (s *Server) secretOK(secret string) bool {
 	return s.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.Secret)) == 1
-}
-
-func remoteIP(nc net.Conn) netip.Addr {
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		return ip.Unmap()
-	}
-	return netip.Addr{}
-}
-
-func contains(nets []netip.Prefix, ip netip.Addr) bool {
-	for _, n := range nets {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
