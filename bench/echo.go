@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// ServeEcho is the "physical limit" line server, the same as
-// /work/shared/bench/echod: it answers every line it receives with reply
+// ServeEcho is the "physical limit" line server, the same as the reference
+// benchmark's echod: it answers every line it receives with reply
 // (CRLF appended) and does no other work. A pipelining client gets its
 // replies batched: the server flushes only when no further request is
 // buffered. With reply "+OK x config 0" it answers lookups, which

@@ -1,5 +1,5 @@
 // Package bench is tohost's checked load generator for the authent line
-// protocol (PROTOCOL.md), and the bare echo server it is compared against.
+// protocol (docs/protocol.md), and the bare echo server it is compared against.
 //
 // Run is a closed loop: Config.Conns connections, each keeping Config.Depth
 // requests in flight (1 = no pipelining), for users drawn from the
@@ -11,8 +11,9 @@
 // per request. Latencies go into per-connection log-linear histograms
 // (HdrHistogram-style, under 1% error), merged at the end.
 //
-// It follows /work/shared/bench/loadgen, whose tcpauth-lookup/-check figures
-// in BASELINE.md are directly comparable with depth 1 here.
+// Its method and its summary line are those of the reference load generator
+// (loadgen) that tohost's baseline figures were measured with: loadgen's
+// tcpauth lookup and check figures compare directly with depth 1 here.
 package bench
 
 import (

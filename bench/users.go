@@ -7,12 +7,15 @@ import (
 	"strconv"
 )
 
-// The deterministic user population, identical to /work/shared/bench/users
-// (package bench/users), so that files written by /work/shared/bench/gen and
-// servers loaded from them match what this load generator expects. Every
-// attribute of user i is a pure function of i: a load generator picks a
-// random index and knows the exact expected answer without reading any file.
-// The golden values in users_test.go pin it; changing them invalidates
+// The deterministic user population. User i is userNNNNNNN@domainDD.example
+// (i zero-padded to 7 digits, DD = i mod Domains), with password
+// pw-NNNNNNN stored as {SSHA} under a salt derived from i, a tohost of
+// backend1..backend4.example, a quota of 100 MiB, 500 MiB, 1 GiB or 5 GiB
+// and a "First Last" name. Every attribute of user i is a pure function of
+// i: a load generator picks a random index and knows the exact expected
+// answer without reading any file, and files written from the population
+// (scripts/bench-users.sh writes it as CSV) match what it expects. The
+// golden values in users_test.go pin it; changing them invalidates
 // generated data and every directory loaded from it.
 //
 // The Append* forms build the same strings into a caller's buffer without

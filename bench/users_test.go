@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-// Golden values pin the population (the same as /work/shared/bench/users):
+// Golden values pin the population (shared with the reference benchmark
+// generator, whose files must keep matching):
 // changing them invalidates generated data and any server loaded from it.
 func TestGolden(t *testing.T) {
 	const i = 123456
@@ -35,8 +36,8 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// The append-based formatting must equal the reference fmt formatting of
-// /work/shared/bench/users for every index, including odd ones.
+// The append-based formatting must equal the reference fmt formatting
+// (fmt's %07d and %02d) for every index, including odd ones.
 func TestFormatMatchesFmt(t *testing.T) {
 	idx := []int{0, 1, 9, 10, 99, 100, 123456, 999999, 1000000, 9999999, 10000000, 123456789,
 		-1, -5, -99, -123456, -1234567, math.MaxInt, math.MinInt}

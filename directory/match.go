@@ -2,7 +2,7 @@ package directory
 
 import "strings"
 
-// Match is a search pattern (PROTOCOL.md, search): with '*' or '?' it is a
+// Match is a search pattern (docs/protocol.md, search): with '*' or '?' it is a
 // wildcard over the whole name ('*' any run, '?' one character), otherwise
 // a substring match. Matching is case-insensitive: Pattern is lower case
 // and is compared with normalized names.

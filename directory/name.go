@@ -8,8 +8,9 @@ import (
 // MaxNameLen is the longest accepted user name in bytes.
 const MaxNameLen = 320
 
-// NormalizeName checks a user name against PROTOCOL.md's rules and returns
-// its normalized (lower-case) form, the key it is stored under.
+// NormalizeName checks a user name against the rules of docs/protocol.md
+// ("User names") and returns its normalized (lower-case) form, the key it
+// is stored under.
 func NormalizeName(name string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err

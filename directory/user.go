@@ -52,7 +52,8 @@ func (u *User) Clone() *User {
 	return &c
 }
 
-// refusedStatus lists the `status` values that refuse check (PROTOCOL.md).
+// refusedStatus lists the `status` values that refuse check (docs/protocol.md,
+// "Info fields").
 var refusedStatus = []string{"suspended", "cancelled", "banned", "closed", "paydue", "payup"}
 
 // LoginAllowed reports whether the account status allows a password check to

@@ -72,8 +72,9 @@ func (m *module) readLine() (string, error) {
 	}
 }
 
-// TestModuleModeTranscript: the NWAuth session of PROTOCOL.md through
-// `tohost authent`, relayed to a directory over TCP.
+// TestModuleModeTranscript: the NWAuth session of SurgeMail's documentation
+// (docs/protocol.md, "A first session") through `tohost authent`, relayed
+// to a directory over TCP.
 func TestModuleModeTranscript(t *testing.T) {
 	d := startDirectory(t, t.TempDir())
 	m := startModule(t, d.addr)

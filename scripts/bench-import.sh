@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Bulk import of USERS users (the shared bench population, CSV with {SSHA}
-# hashes) into an empty PostgreSQL database and into an empty embedded
-# store, each repetition next to psql's \copy of the same CSV into a bare
-# table and into a table with a text primary key (the shared harness's
-# pg/copy.sh), so the ratios come from one run. Where OpenLDAP's slapadd
-# is installed (the shared harness's slapd/install.sh), each repetition
-# also loads the same users as LDIF, with tohost into PostgreSQL and with
-# the harness's slapd/load.sh (slapadd -q).
+# Bulk import of USERS users (the bench package's deterministic population,
+# CSV with {SSHA} hashes) into an empty PostgreSQL database and into an
+# empty embedded store, each repetition next to psql's \copy of the same
+# CSV into a bare table and into a table with a text primary key, so the
+# ratios come from one run. With GEN set and OpenLDAP's slapadd installed,
+# each repetition also loads the same users as LDIF (inetOrgPerson entries,
+# as the generator writes them), with tohost into PostgreSQL and with the
+# generator folder's slapd/load.sh (slapadd -q).
 #   scripts/bench-import.sh          # USERS=1000000 REPS=2
 set -euo pipefail
+# GEN (optional): folder of a copy of the benchmark generator, a Go module
+# whose ./gen command writes the same population (go run ./gen -n N -format
+# csv|ldif -o FILE); without it scripts/bench-users.sh writes the CSV.
+GEN=${GEN:-}
+if [ -n "$GEN" ]; then
+  [ -d "$GEN/gen" ] || { echo "$0: GEN=$GEN has no gen/ (the generator's folder, or unset GEN)" >&2; exit 2; }
+  GEN=$(cd "$GEN" && pwd)
+fi
 cd "$(dirname "$0")/.."
 USERS=${USERS:-1000000} REPS=${REPS:-2}
 PG_ADMIN=${TOHOST_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
-GEN=${GEN:-../shared/bench}
 db=tohost_import_$$
 pg=${PG_ADMIN%%/test*}/$db?sslmode=disable
 work=$(mktemp -d)
@@ -23,8 +30,16 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$work/tohost" ./cmd/tohost
 t="$work/tohost"
-(cd "$GEN" && go run ./gen -n "$USERS" -format csv -o "$work/users.csv")
+if [ -n "$GEN" ]; then
+  (cd "$GEN" && go run ./gen -n "$USERS" -format csv -o "$work/users.csv")
+else
+  scripts/bench-users.sh "$USERS" "$work/users.csv" "$t"
+fi
 slapadd=$(command -v slapadd || command -v /usr/sbin/slapadd || true)
+if [ -n "$slapadd" ] && { [ -z "$GEN" ] || [ ! -d "$GEN/slapd" ]; }; then
+  echo "# no LDIF comparison: it needs GEN, a generator folder with slapd/" >&2
+  slapadd=
+fi
 if [ -n "$slapadd" ]; then
   (cd "$GEN" && go run ./gen -n "$USERS" -format ldif -o "$work/users.ldif")
   mkdir -p "$work/bench" && cp -r "$GEN/slapd" "$work/bench/" # its database goes under $work

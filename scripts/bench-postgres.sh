@@ -2,15 +2,22 @@
 # Lookups per second with USERS users in PostgreSQL, at 16 connections,
 # answered (a) from the in-process cache, (b) from Redis, (c) from
 # PostgreSQL, and the embedded store with the same users in the same run.
-# The users come from the shared bench generator and are loaded with
-# `tohost import` (COPY).
+# The users are the bench package's deterministic population, written as
+# CSV and loaded with `tohost import` (COPY).
 #   scripts/bench-postgres.sh        # USERS=1000000 SECS=10
 set -euo pipefail
+# GEN (optional): folder of a copy of the benchmark generator, a Go module
+# whose ./gen command writes the same population (go run ./gen -n N -format
+# csv|ldif -o FILE); without it scripts/bench-users.sh writes the CSV.
+GEN=${GEN:-}
+if [ -n "$GEN" ]; then
+  [ -d "$GEN/gen" ] || { echo "$0: GEN=$GEN has no gen/ (the generator's folder, or unset GEN)" >&2; exit 2; }
+  GEN=$(cd "$GEN" && pwd)
+fi
 cd "$(dirname "$0")/.."
 USERS=${USERS:-1000000} SECS=${SECS:-10}
 PG_ADMIN=${TOHOST_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 REDIS=${TOHOST_TEST_REDIS:-127.0.0.1:6379}
-GEN=${GEN:-../shared/bench}
 db=tohost_bench_$$
 pg=${PG_ADMIN%%/test*}/$db?sslmode=disable
 work=$(mktemp -d)
@@ -24,7 +31,11 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$work/tohost" ./cmd/tohost
 t="$work/tohost"
-(cd "$GEN" && go run ./gen -n "$USERS" -format csv -o "$work/users.csv")
+if [ -n "$GEN" ]; then
+  (cd "$GEN" && go run ./gen -n "$USERS" -format csv -o "$work/users.csv")
+else
+  scripts/bench-users.sh "$USERS" "$work/users.csv" "$t"
+fi
 psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
 echo "# import $USERS users into PostgreSQL and into the embedded store"
 "$t" import --postgres "$pg" "$work/users.csv"

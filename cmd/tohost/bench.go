@@ -42,7 +42,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Checked load generator for the authent protocol (lookup, check, set), and the echo server to compare with",
 		Long: `bench drives a directory over the authent protocol with --conns connections,
 each keeping --depth requests in flight, for users of the deterministic benchmark
-population (userNNNNNNN@domainDD.example, as /work/shared/bench/gen writes them).
+population (userNNNNNNN@domainDD.example, password pw-NNNNNNN; see package bench).
 Every answer is verified; a wrong answer, -DEAD, transport error or timeout is an
 error, and any error makes the exit status non-zero. It prints one summary line:
 

@@ -16,10 +16,11 @@ import (
 	"github.com/tohost/tohost/directory/cache"
 )
 
-// The benchmarks drive the server over loopback with go-ldap, 16
-// connections as in the shared harness (b.RunParallel with parallelism
-// 16/GOMAXPROCS goroutines per CPU), against 10,000 users with {SSHA}
-// hashes behind the in-process cache, as `tohost directory` runs.
+// The benchmarks drive the server over loopback with go-ldap at 16
+// connections, as the reference LDAP load generator does (b.RunParallel
+// with parallelism 16/GOMAXPROCS goroutines per CPU), against 10,000 users
+// with {SSHA} hashes behind the in-process cache, as `tohost directory`
+// runs.
 
 const benchUsers = 10_000
 

@@ -136,7 +136,8 @@ func (c *client) expectClosed() {
 	}
 }
 
-// TestNWAuthTranscript replays the NWAuth session of PROTOCOL.md.
+// TestNWAuthTranscript replays the NWAuth session of SurgeMail's
+// documentation (docs/protocol.md, "A first session").
 func TestNWAuthTranscript(t *testing.T) {
 	c := start(t, Config{}, nil).dial(t)
 	c.expect("set bob@test.com bob", "+OK bob@test.com added to database")

@@ -84,7 +84,7 @@ type dialing struct {
 // Status is the status word of a reply's final line.
 type Status uint8
 
-// The three final statuses of PROTOCOL.md.
+// The three final statuses of a reply (docs/protocol.md, "Framing").
 const (
 	StatusOK   Status = iota + 1 // +OK
 	StatusErr                    // -ERR

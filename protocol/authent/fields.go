@@ -1,5 +1,5 @@
 // Package authent implements the NetWin authent line protocol as tohost
-// speaks it (see PROTOCOL.md): request parsing, reply writing, the
+// speaks it (see docs/protocol.md): request parsing, reply writing, the
 // label="value" field syntax, and a pooled, pipelining client. It knows
 // nothing about how users are stored.
 package authent

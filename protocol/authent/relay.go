@@ -17,7 +17,7 @@ type relayLine struct {
 	err     error // set on the last item: io.EOF or a read error
 }
 
-// Relay runs the authent module on in/out (PROTOCOL.md, "Module mode"): it
+// Relay runs the authent module on in/out (docs/protocol.md, "Module mode"): it
 // reads request lines (LF or CRLF), forwards each to the directory through
 // c and writes the reply with LF line endings. `exit` and `quit` are
 // answered +OK locally and end the relay. When no directory answers, the

@@ -10,7 +10,7 @@ import (
 // Command identifies a request's command word.
 type Command uint8
 
-// The commands of PROTOCOL.md. Unknown is any other word.
+// The commands of docs/protocol.md. Unknown is any other word.
 const (
 	Unknown Command = iota
 	Check
