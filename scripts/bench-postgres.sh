@@ -48,9 +48,9 @@ run() { # name, address, warm (1: fill the cache first), flags...
   sleep 2
   # random lookups of 3 x USERS fill the cache layer being measured with
   # about 95% of the users
-  [ "$warm" = 1 ] && "$t" bench --mode lookup --addr "$addr" -c 16 --depth 16 -n $((USERS * 3)) -d 0 --users "$USERS" >/dev/null
+  [ "$warm" = 1 ] && "$t" bench --mode lookup --directory "$addr" -c 16 --depth 16 -n $((USERS * 3)) -d 0 --users "$USERS" >/dev/null
   echo "# $name"
-  "$t" bench --mode lookup --addr "$addr" --verify-host -c 16 -d "${SECS}s" --users "$USERS"
+  "$t" bench --mode lookup --directory "$addr" --verify-host -c 16 -d "${SECS}s" --users "$USERS"
   kill $pid; wait $pid 2>/dev/null || true
 }
 run "embedded store, in-process cache" 127.0.0.1:14120 1 --data-dir "$work/bolt"

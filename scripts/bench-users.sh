@@ -30,7 +30,7 @@ for _ in $(seq 100); do # until it listens
   (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null && break
   sleep 0.1
 done
-"$t" bench --mode set --addr "$addr" -c 1 --depth 1024 --users "$n" >/dev/null
+"$t" bench --mode set --directory "$addr" -c 1 --depth 1024 --users "$n" >/dev/null
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 pid=
