@@ -17,7 +17,7 @@ import (
 // (RFC 3062); any other extended operation gets protocolError, as RFC 4511
 // 4.12 asks for an unknown requestName.
 func (s *Server) extended(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.ExtendedOperationMessage) {
-	if unsupportedCritical(m.Controls) {
+	if unsupportedCritical(m.Controls, false) {
 		resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultUnavailableCriticalExtension))
 		resp.SetDiagnosticMessage("unsupported critical control")
 		s.reply(w, resp)

@@ -64,7 +64,7 @@ func (s *Server) adminOnly(r *gldap.Request, controls []gldap.Control) *writeErr
 	if !sessionOf(r).admin {
 		return refuse(gldap.ResultInsufficientAccessRights, "only the admin may write")
 	}
-	if unsupportedCritical(controls) {
+	if unsupportedCritical(controls, false) {
 		return refuse(gldap.ResultUnavailableCriticalExtension, "unsupported critical control")
 	}
 	return nil
