@@ -142,8 +142,8 @@ func TestMatch(t *testing.T) {
 func TestIsAnswer(t *testing.T) {
 	for err, want := range map[error]bool{
 		ErrNotFound: true, ErrExists: true, &InputError{Msg: "x"}: true,
-		fmt.Errorf("wrapped: %w", ErrNotFound): true,
-		ErrUnavailable:                         false, errors.New("disk full"): false, ErrBadCredentials: false,
+		fmt.Errorf("wrapped: %w", ErrNotFound): true, &refusal{errors.New("no")}: true,
+		ErrUnavailable: false, errors.New("disk full"): false, ErrBadCredentials: false,
 	} {
 		if got := IsAnswer(err); got != want {
 			t.Errorf("IsAnswer(%v) = %v", err, got)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -194,6 +195,107 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 	s.forget(key)
 	return created, err
 }
+
+// Modify changes an existing user: fn is given the user as stored and
+// changes it in place, and the result is written in the same transaction
+// as the read (Store.Update), so concurrent Modifies of one user compose
+// and none is lost, whichever cache the caller read the user through.
+//
+// fn may be called more than once (a store may retry the transaction),
+// each time with a fresh deep copy of the stored user, so it must have no
+// side effects; expensive work, such as hashing a new password, belongs
+// before the call. An error of fn is returned unchanged and nothing is
+// written.
+//
+// fn changes the password and the fields: the name, how it is written and
+// the creation time stay (Rename changes a name), and Updated and Version
+// are set as every write sets them. A password fn sets is stored as given,
+// so it must be a hash with its {SCHEME} (and, as any hash stored as
+// given, hold no control character); changed and new fields must pass
+// ValidateField, have a value (an absent field is removed, not empty) and
+// a label of their own: an *InputError otherwise. When fn changes nothing,
+// nothing is written. ErrNotFound when the user does not exist: Modify
+// never creates one. It returns the user as stored after the change.
+func (s *Service) Modify(ctx context.Context, name string, fn func(u *User) error) (*User, error) {
+	key, err := NormalizeName(name)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var unchanged *User // set by the last call of the update function
+	u, err := s.store.Update(ctx, key, func(old *User) (*User, error) {
+		unchanged = nil
+		if old == nil {
+			return nil, ErrNotFound
+		}
+		u := old.Clone()
+		if err := fn(u); err != nil {
+			return nil, &refusal{err}
+		}
+		u.Name, u.Display, u.Created = old.Name, old.Display, old.Created
+		if err := checkModified(old, u); err != nil {
+			return nil, err
+		}
+		if u.Password == old.Password && slices.Equal(u.Fields, old.Fields) {
+			unchanged = old.Clone()
+			return nil, errUnchanged
+		}
+		u.Updated = now
+		u.Version = old.Version + 1
+		return u, nil
+	})
+	var r *refusal
+	switch {
+	case errors.Is(err, errUnchanged):
+		return unchanged, nil
+	case errors.As(err, &r):
+		err = r.err // fn's own error, as it returned it
+	}
+	s.forget(key)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// checkModified validates what a Modify's fn made of old as u.
+func checkModified(old, u *User) error {
+	if u.Password != old.Password {
+		if !password.HasScheme(u.Password) {
+			return inputErrorf("a password is stored as a hash with its {SCHEME}")
+		}
+		if err := ValidateHash(u.Password); err != nil {
+			return err
+		}
+	}
+	for i, f := range u.Fields {
+		if j := indexLabel(u.Fields, f.Label); j != i {
+			return inputErrorf("field %s given twice", f.Label)
+		}
+		if j := indexLabel(old.Fields, f.Label); j >= 0 && old.Fields[j].Value == f.Value {
+			continue // as stored
+		}
+		if err := ValidateField(f); err != nil {
+			return err
+		}
+		if f.Value == "" {
+			return inputErrorf("empty value for %s", f.Label)
+		}
+	}
+	return nil
+}
+
+// refusal carries an error of a Modify's fn out of the store's
+// transaction: an answer (IsAnswer), so a store passes it through
+// unchanged and it fails only its own write, not a group committed with
+// it.
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// errUnchanged ends a Modify whose fn changed nothing, without a write.
+var errUnchanged error = &refusal{errors.New("unchanged")}
 
 // storedPassword turns a client's password into what is stored.
 func (s *Service) storedPassword(pass string) (string, error) {

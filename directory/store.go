@@ -21,12 +21,13 @@ var (
 )
 
 // IsAnswer reports whether err is one of the directory's own answers (no
-// such user, name taken, bad input) rather than a failure of the storage.
-// Stores pass answers through unchanged and wrap everything else in
-// ErrUnavailable.
+// such user, name taken, bad input, a change refused by Service.Modify's
+// function) rather than a failure of the storage. Stores pass answers
+// through unchanged and wrap everything else in ErrUnavailable.
 func IsAnswer(err error) bool {
 	var in *InputError
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.As(err, &in)
+	var r *refusal
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrExists) || errors.As(err, &in) || errors.As(err, &r)
 }
 
 // UpdateFunc computes a user's new record from the current one (nil when the

@@ -31,7 +31,7 @@ func (s *Server) authenticate(r *gldap.Request, m *gldap.SimpleBindMessage, ss *
 		return gldap.ResultProtocolError, "only LDAPv3 is supported"
 	case m.AuthChoice != gldap.SimpleAuthChoice:
 		return gldap.ResultAuthMethodNotSupported, "SASL is not supported; use a simple bind"
-	case unsupportedCritical(m.Controls):
+	case unsupportedCritical(m.Controls, false):
 		return gldap.ResultUnavailableCriticalExtension, "unsupported critical control"
 	}
 	pass := string(m.Password)

@@ -99,8 +99,12 @@ func TestFailedBindDropsIdentity(t *testing.T) {
 	}
 }
 
-// failingStore fails every read like a database that is down.
+// failingStore fails every read and write like a database that is down.
 type failingStore struct{ directory.Store }
+
+func (failingStore) Update(context.Context, string, directory.UpdateFunc) (*directory.User, error) {
+	return nil, errDown
+}
 
 func (failingStore) Get(context.Context, string) (*directory.User, error) {
 	return nil, errDown

@@ -18,7 +18,7 @@ func (s *Server) compare(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Com
 		s.reply(w, resp)
 	}
 	ss := sessionOf(r)
-	if unsupportedCritical(m.Controls) {
+	if unsupportedCritical(m.Controls, false) {
 		reply(gldap.ResultUnavailableCriticalExtension, "unsupported critical control", "")
 		return
 	}

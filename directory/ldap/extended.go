@@ -17,7 +17,7 @@ import (
 // (RFC 3062); any other extended operation gets protocolError, as RFC 4511
 // 4.12 asks for an unknown requestName.
 func (s *Server) extended(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.ExtendedOperationMessage) {
-	if unsupportedCritical(m.Controls) {
+	if unsupportedCritical(m.Controls, false) {
 		resp := r.NewExtendedResponse(gldap.WithResponseCode(gldap.ResultUnavailableCriticalExtension))
 		resp.SetDiagnosticMessage("unsupported critical control")
 		s.reply(w, resp)
@@ -118,12 +118,13 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 	case !ss.admin && normalized(name) != ss.name:
 		return gldap.ResultInsufficientAccessRights, "users may change only their own password", ""
 	}
+	// checked is the stored hash a user's old password was verified
+	// against: the change is written only if it is still the stored one.
+	var checked string
 	if oldPass != "" && !ss.admin {
-		if _, err := s.svc.Check(s.ctx, name, oldPass); err != nil {
-			if errors.Is(err, directory.ErrBadCredentials) {
-				return gldap.ResultInvalidCredentials, "old password wrong", ""
-			}
-			code, msg := s.failure("passwd", r, err)
+		var code int
+		var msg string
+		if checked, code, msg = s.checkOldPassword(r, name, oldPass); code != gldap.ResultSuccess {
 			return code, msg, ""
 		}
 	}
@@ -142,12 +143,36 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 	}
 	// Always hashed here: the new password is cleartext by definition,
 	// even if it looks like "{SCHEME}..." (Service.Set would store that
-	// as a hash).
+	// as a hash). Hashing, like verifying, is done before the write's
+	// transaction, which only compares and stores.
 	hash, err := password.Hash(s.cfg.Scheme, newPass)
 	if err != nil {
 		return gldap.ResultConstraintViolation, "password cannot be stored: " + err.Error(), ""
 	}
-	if err := s.svc.Update(s.ctx, name, hash, nil); err != nil {
+	for attempt := 1; ; attempt++ {
+		_, err = s.svc.Modify(s.ctx, name, func(u *directory.User) error {
+			if checked != "" && u.Password != checked {
+				return errPasswordChanged
+			}
+			u.Password = hash
+			return nil
+		})
+		if !errors.Is(err, errPasswordChanged) {
+			break
+		}
+		// Changed since the old password was verified: verify it
+		// against the password now stored, as a request after that
+		// change would have been.
+		if attempt == maxPasswordAttempts {
+			return gldap.ResultBusy, "the password is being changed; try again", ""
+		}
+		var code int
+		var msg string
+		if checked, code, msg = s.checkOldPassword(r, name, oldPass); code != gldap.ResultSuccess {
+			return code, msg, ""
+		}
+	}
+	if err != nil {
 		if errors.Is(err, directory.ErrNotFound) { // deleted since the lookup: stays so
 			return gldap.ResultNoSuchObject, "no such user", ""
 		}
@@ -156,6 +181,29 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 	}
 	s.log.Info("ldap password changed", "user", normalized(name), "by_admin", ss.admin, "client", r.RemoteAddr().String())
 	return gldap.ResultSuccess, "", generated
+}
+
+// errPasswordChanged refuses a Password Modify whose old password was
+// verified against a password that another change has replaced since.
+var errPasswordChanged = errors.New("password changed since it was verified")
+
+// maxPasswordAttempts bounds how often a Password Modify verifies the old
+// password again when the password keeps changing under it.
+const maxPasswordAttempts = 3
+
+// checkOldPassword verifies a user's old password and returns the stored
+// hash it was verified against, or the result code and message refusing
+// the request.
+func (s *Server) checkOldPassword(r *gldap.Request, name, oldPass string) (string, int, string) {
+	u, err := s.svc.Check(s.ctx, name, oldPass)
+	if err != nil {
+		if errors.Is(err, directory.ErrBadCredentials) {
+			return "", gldap.ResultInvalidCredentials, "old password wrong"
+		}
+		code, msg := s.failure("passwd", r, err)
+		return "", code, msg
+	}
+	return u.Password, gldap.ResultSuccess, ""
 }
 
 // identityName reads a Password Modify userIdentity: a user DN, an authzId

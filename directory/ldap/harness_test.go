@@ -24,7 +24,8 @@ const (
 	testAdminPW = "admin-secret"
 )
 
-// harness is a server on a loopback port over a fresh bbolt store.
+// harness is a server on a loopback port over a fresh store: bbolt unless
+// options.open says otherwise.
 type harness struct {
 	t      testing.TB
 	addr   string
@@ -39,17 +40,26 @@ type options struct {
 	wrap func(directory.Store) directory.Store
 	tls  bool         // wrap the listener: LDAPS
 	gate *listen.Gate // put the listener behind a connection gate
+	// open, when set, opens the store instead of a fresh bbolt one; the
+	// harness closes it when the test ends.
+	open func(testing.TB) directory.Store
 }
 
 var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func start(t testing.TB, o options) *harness {
 	t.Helper()
-	st, err := bolt.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	var st directory.Store
+	if o.open != nil {
+		st = o.open(t)
+	} else {
+		b, err := bolt.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = b
 	}
-	var s directory.Store = st
+	s := st
 	if o.wrap != nil {
 		s = o.wrap(st)
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // Writes (Add, Modify, Delete, ModifyDN) are the admin's, and go through
-// Service.Set, Delete and Rename like TCPAuth's set, del and rename.
+// Service.Create, Modify, Delete and Rename, each decided in the store's
+// own transaction.
 
 // role is what writing an attribute of a user entry means.
 type role int
@@ -63,7 +64,7 @@ func (s *Server) adminOnly(r *gldap.Request, controls []gldap.Control) *writeErr
 	if !sessionOf(r).admin {
 		return refuse(gldap.ResultInsufficientAccessRights, "only the admin may write")
 	}
-	if unsupportedCritical(controls) {
+	if unsupportedCritical(controls, false) {
 		return refuse(gldap.ResultUnavailableCriticalExtension, "unsupported critical control")
 	}
 	return nil
@@ -267,65 +268,126 @@ func (s *Server) modifyUser(r *gldap.Request, m *gldap.ModifyMessage) *writeErro
 	if we != nil {
 		return we
 	}
-	u, err := s.svc.Lookup(s.ctx, name)
-	var in *directory.InputError
-	if errors.Is(err, directory.ErrNotFound) || errors.As(err, &in) {
+	if normalized(name) == "" {
 		return &writeError{gldap.ResultNoSuchObject, s.tree.usersDN}
 	}
-	if err != nil {
-		return s.fail("modify", r, err)
-	}
-	fields := append([]directory.Field(nil), u.Fields...)
-	var pass string
-	for _, c := range m.Changes {
-		typ, vals := c.Modification.Type, c.Modification.Vals
-		key := attrKey(typ)
-		switch roleOf(key) {
-		case roleObjectClass:
-			if c.Operation == gldap.DeleteAttribute {
-				return refuse(gldap.ResultObjectClassModsProhibited, "the object classes are fixed")
-			}
-		case roleDerived:
-		case roleUserName:
-			return refuse(gldap.ResultNotAllowedOnRDN, typ+" is the user name: rename the entry instead")
-		case roleNoUserMod:
-			return refuse(gldap.ResultConstraintViolation, typ+" is not user-modifiable")
-		case rolePassword:
-			switch {
-			case c.Operation == gldap.DeleteAttribute:
-				return refuse(gldap.ResultUnwillingToPerform, "a user cannot be without a password")
-			case c.Operation != gldap.AddAttribute && c.Operation != gldap.ReplaceAttribute:
-				return refuse(gldap.ResultUnwillingToPerform, "userPassword cannot be incremented")
-			case len(vals) != 1:
-				return refuse(gldap.ResultConstraintViolation, "userPassword takes one value")
-			case vals[0] == "":
-				// Service.Update reads "" as "keep the password".
-				return refuse(gldap.ResultUnwillingToPerform, "a user cannot be without a password")
-			}
-			pass = vals[0]
-		default:
-			var we *writeError
-			if fields, we = change(fields, labelFor(key, fields), typ, c.Operation, vals); we != nil {
-				return we
+	// Hashing a new cleartext password is the expensive part: done once,
+	// before the transaction, and only for a change list that can succeed
+	// and an entry that exists (the transaction decides that for good).
+	var hash string
+	pass, we := checkChanges(m.Changes)
+	if we == nil && pass != "" {
+		if !password.HasScheme(pass) {
+			if _, err := s.svc.Lookup(s.ctx, name); err != nil {
+				return s.modifyFailed(r, err)
 			}
 		}
-	}
-	var hash string
-	if pass != "" {
 		if hash, we = s.storedPassword(pass); we != nil {
 			return we
 		}
 	}
-	delta := diff(u.Fields, fields)
-	if hash == "" && len(delta) == 0 {
+	// The whole change list is applied to the entry as stored, in the
+	// write's own transaction: concurrent modifies of one entry compose
+	// (two increments add up), and a refused one changes nothing. A user
+	// deleted meanwhile stays deleted (noSuchObject).
+	_, err := s.svc.Modify(s.ctx, name, func(u *directory.User) error {
+		if we := applyChanges(u, m.Changes, hash); we != nil {
+			return we
+		}
 		return nil
-	}
-	// Update, not Set: a user deleted since the lookup stays deleted
-	// (noSuchObject), rather than coming back with only these changes.
-	if err := s.svc.Update(s.ctx, name, hash, delta); err != nil {
-		return s.fail("modify", r, err)
+	})
+	if err != nil {
+		return s.modifyFailed(r, err)
 	}
 	s.log.Info("ldap modify", "user", name, "client", r.RemoteAddr().String())
+	return nil
+}
+
+func (s *Server) modifyFailed(r *gldap.Request, err error) *writeError {
+	var we *writeError
+	switch {
+	case errors.As(err, &we):
+		return we
+	case errors.Is(err, directory.ErrNotFound):
+		return &writeError{gldap.ResultNoSuchObject, s.tree.usersDN}
+	}
+	return s.fail("modify", r, err)
+}
+
+func (we *writeError) Error() string { return we.msg }
+
+// checkChange refuses a change no entry can take, whatever it holds, and
+// returns the userPassword value a change sets ("" for other changes).
+func checkChange(c gldap.Change) (string, *writeError) {
+	typ, vals := c.Modification.Type, c.Modification.Vals
+	switch roleOf(attrKey(typ)) {
+	case roleObjectClass:
+		if c.Operation == gldap.DeleteAttribute {
+			return "", refuse(gldap.ResultObjectClassModsProhibited, "the object classes are fixed")
+		}
+	case roleUserName:
+		return "", refuse(gldap.ResultNotAllowedOnRDN, typ+" is the user name: rename the entry instead")
+	case roleNoUserMod:
+		return "", refuse(gldap.ResultConstraintViolation, typ+" is not user-modifiable")
+	case rolePassword:
+		switch {
+		case c.Operation == gldap.DeleteAttribute:
+			return "", refuse(gldap.ResultUnwillingToPerform, "a user cannot be without a password")
+		case c.Operation != gldap.AddAttribute && c.Operation != gldap.ReplaceAttribute:
+			return "", refuse(gldap.ResultUnwillingToPerform, "userPassword cannot be incremented")
+		case len(vals) != 1:
+			return "", refuse(gldap.ResultConstraintViolation, "userPassword takes one value")
+		case vals[0] == "":
+			return "", refuse(gldap.ResultUnwillingToPerform, "a user cannot be without a password")
+		}
+		return vals[0], nil
+	}
+	return "", nil
+}
+
+// checkChanges runs checkChange over a change list: the first refusal, or
+// the userPassword the list sets (the last one given).
+func checkChanges(changes []gldap.Change) (string, *writeError) {
+	var pass string
+	for _, c := range changes {
+		p, we := checkChange(c)
+		if we != nil {
+			return "", we
+		}
+		if p != "" {
+			pass = p
+		}
+	}
+	return pass, nil
+}
+
+// applyChanges applies a change list to u, in order, as one modify: the
+// first change refused refuses them all (u is then to be dropped). hash is
+// what the list's userPassword is stored as; "" when checkChanges refused
+// the list, which applyChanges then refuses too, at the same change or at
+// an earlier one that the entry refuses.
+func applyChanges(u *directory.User, changes []gldap.Change, hash string) *writeError {
+	fields := u.Fields
+	setsPassword := false
+	for _, c := range changes {
+		p, we := checkChange(c)
+		if we != nil {
+			return we
+		}
+		setsPassword = setsPassword || p != ""
+		typ := c.Modification.Type
+		key := attrKey(typ)
+		switch roleOf(key) {
+		case roleField, roleName, roleTohost:
+			if fields, we = change(fields, labelFor(key, fields), typ, c.Operation, c.Modification.Vals); we != nil {
+				return we
+			}
+		}
+	}
+	u.Fields = fields
+	if setsPassword {
+		u.Password = hash
+	}
 	return nil
 }
 
@@ -395,32 +457,6 @@ func change(fields []directory.Field, label, typ string, op int64, vals []string
 		return set(strconv.FormatInt(n+d, 10))
 	}
 	return nil, refuse(gldap.ResultProtocolError, "unknown modify operation")
-}
-
-// diff is what Service.Set needs to turn old into new: changed and new
-// fields, and the removed ones with an empty value.
-func diff(old, new []directory.Field) []directory.Field {
-	var out []directory.Field
-	for _, f := range new {
-		if value(old, f.Label) != f.Value {
-			out = append(out, f)
-		}
-	}
-	for _, f := range old {
-		if value(new, f.Label) == "" {
-			out = append(out, directory.Field{Label: f.Label})
-		}
-	}
-	return out
-}
-
-func value(fields []directory.Field, label string) string {
-	for _, f := range fields {
-		if f.Label == label {
-			return f.Value
-		}
-	}
-	return ""
 }
 
 func (s *Server) delete(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.DeleteMessage) {

@@ -133,7 +133,15 @@ func TestModify(t *testing.T) {
 		{dn, func(m *goldap.ModifyRequest) { m.Replace("modifyTimestamp", []string{"x"}) }, goldap.LDAPResultConstraintViolation},
 		{dn, func(m *goldap.ModifyRequest) { m.Replace("bad label!", []string{"x"}) }, goldap.LDAPResultUndefinedAttributeType},
 		{dn, func(m *goldap.ModifyRequest) { m.Increment("note", "1") }, goldap.LDAPResultConstraintViolation},
+		// Changes are checked in order: the first refused one answers.
+		{dn, func(m *goldap.ModifyRequest) { m.Delete("nosuch", nil); m.Replace("uid", []string{"x"}) }, goldap.LDAPResultNoSuchAttribute},
+		{dn, func(m *goldap.ModifyRequest) { m.Replace("uid", []string{"x"}); m.Delete("nosuch", nil) }, goldap.LDAPResultNotAllowedOnRDN},
+		{dn, func(m *goldap.ModifyRequest) {
+			m.Add("note", []string{"vip"})
+			m.Replace("userPassword", []string{"x"})
+		}, goldap.LDAPResultAttributeOrValueExists},
 		{userDN("nobody@example.com"), func(m *goldap.ModifyRequest) { m.Replace("note", []string{"x"}) }, goldap.LDAPResultNoSuchObject},
+		{userDN("nobody@example.com"), func(m *goldap.ModifyRequest) { m.Replace("userPassword", []string{"x"}) }, goldap.LDAPResultNoSuchObject},
 		{"ou=users," + testBase, func(m *goldap.ModifyRequest) { m.Replace("description", []string{"x"}) }, goldap.LDAPResultUnwillingToPerform},
 	} {
 		m := goldap.NewModifyRequest(tc.dn, nil)

@@ -24,7 +24,7 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 		}
 		s.reply(w, resp)
 	}
-	if unsupportedCritical(m.Controls) {
+	if unsupportedCritical(m.Controls, true) {
 		done(gldap.ResultUnavailableCriticalExtension, "unsupported critical control", "")
 		return
 	}

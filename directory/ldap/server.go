@@ -227,11 +227,22 @@ const (
 )
 
 // unsupportedCritical reports whether a request carries a critical control
-// the server does not implement (RFC 4511 4.1.11: unavailableCriticalExtension).
-func unsupportedCritical(controls []gldap.Control) bool {
+// the server does not implement for it (RFC 4511 4.1.11:
+// unavailableCriticalExtension). search says whether the request is a
+// search: paged results is a control of search only (RFC 2696), so a
+// critical one on any other operation is refused; one that is not
+// critical is ignored there, as any control that is not.
+func unsupportedCritical(controls []gldap.Control, search bool) bool {
 	for _, c := range controls {
-		if cs, ok := c.(*gldap.ControlString); ok && cs.Criticality {
-			return true
+		switch c := c.(type) {
+		case *gldap.ControlString:
+			if c.Criticality {
+				return true
+			}
+		case *gldap.ControlPaging:
+			if c.Criticality && !search {
+				return true
+			}
 		}
 	}
 	return false

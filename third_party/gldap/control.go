@@ -158,11 +158,13 @@ func decodeControl(packet *ber.Packet) (_ Control, err error) {
 	case ControlTypeManageDsaIT:
 		return NewControlManageDsaIT(WithCriticality(Criticality))
 	case ControlTypePaging:
+		// fork: the criticality is kept, so a server can refuse a
+		// critical paging control on an operation other than search.
 		if value == nil {
-			return new(ControlPaging), nil
+			return &ControlPaging{Criticality: Criticality}, nil
 		}
 		value.Description += " (Paging)"
-		c := new(ControlPaging)
+		c := &ControlPaging{Criticality: Criticality}
 		if value.Value != nil {
 			valueChildren, err := ber.DecodePacketErr(value.Data.Bytes())
 			if err != nil {
@@ -637,6 +639,10 @@ type ControlPaging struct {
 	PagingSize uint32
 	// Cookie is an opaque value returned by the server to track a paging cursor
 	Cookie []byte
+	// Criticality is the criticality of a control received (fork: it was
+	// lost on decoding). Encode does not write it: a response control is
+	// never critical.
+	Criticality bool
 }
 
 // GetControlType returns the OID
@@ -668,7 +674,7 @@ func (c *ControlPaging) String() string {
 		"Control Type: %s (%q)  Criticality: %t  PagingSize: %d  Cookie: %q",
 		ControlTypeMap[ControlTypePaging],
 		ControlTypePaging,
-		false,
+		c.Criticality,
 		c.PagingSize,
 		c.Cookie)
 }

@@ -24,6 +24,31 @@ func TestControlPaging(t *testing.T) {
 	runControlTest(t, testControlPaging(t, 100))
 }
 
+// fork: a paging control's criticality is kept when decoded, with a value
+// and without one.
+func TestControlPagingCriticality(t *testing.T) {
+	value := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "realSearchControlValue")
+	value.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, int64(10), "size"))
+	value.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "c", "cookie"))
+	for _, critical := range []bool{true, false} {
+		for _, withValue := range []bool{true, false} {
+			ctl := &ControlString{ControlType: ControlTypePaging, Criticality: critical}
+			if withValue {
+				ctl.ControlValue = string(value.Bytes())
+			}
+			pkt, err := ber.DecodePacketErr(ctl.Encode().Bytes())
+			require.NoError(t, err)
+			got, err := decodeControl(pkt)
+			require.NoError(t, err)
+			want := &ControlPaging{Criticality: critical}
+			if withValue {
+				want.PagingSize, want.Cookie = 10, []byte("c")
+			}
+			assert.Equal(t, want, got, "critical %v, value %v", critical, withValue)
+		}
+	}
+}
+
 func TestControlManageDsaIT(t *testing.T) {
 	runControlTest(t,
 		testControlManageDsaIT(t, WithCriticality(true)),
