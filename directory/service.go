@@ -311,6 +311,9 @@ func (s *Service) storedPassword(pass string) (string, error) {
 	if keep {
 		return pass, nil
 	}
+	if len(pass) > password.MaxPasswordLen {
+		return "", inputErrorf("password longer than %d bytes", password.MaxPasswordLen)
+	}
 	h, err := password.Hash(s.scheme, pass)
 	if err != nil {
 		return "", fmt.Errorf("hashing password: %w", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -342,4 +343,15 @@ func TestModify(t *testing.T) {
 			t.Fatalf("unchanged modify wrote version %d", after.Version)
 		}
 	})
+}
+
+// TestOverlongPasswordIsBadInput: a cleartext password past the longest
+// one hashed is the client's mistake (-ERR), not an outage (-DEAD).
+func TestOverlongPasswordIsBadInput(t *testing.T) {
+	svc := newService(t)
+	long := strings.Repeat("p", password.MaxPasswordLen+1)
+	_, err := svc.Set(context.Background(), "a@x", long, nil)
+	if !directory.IsAnswer(err) || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("Set with a %d-byte password: %v, want an input error", len(long), err)
+	}
 }

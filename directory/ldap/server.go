@@ -29,6 +29,19 @@ import (
 	"github.com/tohost/tohost/directory/password"
 )
 
+// Directory is what the server asks of the user directory;
+// *directory.Service provides it.
+type Directory interface {
+	Check(ctx context.Context, name, pass string) (*directory.User, error)
+	Lookup(ctx context.Context, name string) (*directory.User, error)
+	Create(ctx context.Context, name, pass string, fields []directory.Field) error
+	// Modify applies fn to the user as stored, in one transaction.
+	Modify(ctx context.Context, name string, fn func(*directory.User) error) (*directory.User, error)
+	Delete(ctx context.Context, name string) error
+	Rename(ctx context.Context, oldName, newName string) error
+	SearchUsers(ctx context.Context, m directory.Match, fn func(*directory.User) error) error
+}
+
 // Config configures a Server. The zero value of each field is a working
 // default.
 type Config struct {
@@ -63,7 +76,7 @@ type Config struct {
 
 // Server is the LDAP front end of a directory.Service.
 type Server struct {
-	svc  *directory.Service
+	svc  Directory
 	cfg  Config
 	log  *slog.Logger
 	tree tree
@@ -76,7 +89,7 @@ type Server struct {
 }
 
 // New returns a Server answering from svc.
-func New(svc *directory.Service, cfg Config) *Server {
+func New(svc Directory, cfg Config) *Server {
 	if cfg.Base == "" {
 		cfg.Base = "dc=tohost"
 	}
