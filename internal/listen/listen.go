@@ -42,6 +42,10 @@ type Config struct {
 	// listeners together (0 or less: DefaultMaxConns). It is lowered to
 	// fit the process's file descriptor limit, less Reserve.
 	MaxConns int
+	// MaxConnsPerIP caps the connections open at once from one client
+	// address (0: no cap). Connections from trusted proxies are not
+	// counted: they carry many clients.
+	MaxConnsPerIP int
 	// TrustedProxies lists the networks whose connections must start with
 	// a PROXY protocol header (v1 or v2); the address it carries becomes
 	// the connection's RemoteAddr. Connections from elsewhere never have
@@ -68,6 +72,9 @@ type Gate struct {
 	slots   chan struct{}
 	open    atomic.Int64
 	refused atomic.Int64
+
+	perIPMu sync.Mutex
+	perIP   map[netip.Addr]int
 }
 
 // NewGate returns a Gate for cfg.
@@ -89,7 +96,7 @@ func NewGate(cfg Config) *Gate {
 			"max_conns", cfg.MaxConns, "lowered_to", n, "nofile", descriptorLimit(), "reserve", Reserve)
 		cfg.MaxConns = n
 	}
-	return &Gate{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxConns)}
+	return &Gate{cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxConns), perIP: make(map[netip.Addr]int)}
 }
 
 // MaxConns returns the cap in force.
@@ -189,9 +196,21 @@ func (l *listener) admit(nc net.Conn) net.Conn {
 		go refuse(nc, l.opt.Refusal)
 		return nil
 	}
+	proxied := Contains(g.cfg.TrustedProxies, ip)
+	if !proxied && !g.takeIP(ip) {
+		<-g.slots
+		g.refused.Add(1)
+		g.log.Warn("connection refused: per-address limit reached", "client", ip.String(), "addr", l.Addr().String(), "max", g.cfg.MaxConnsPerIP)
+		go refuse(nc, l.opt.Refusal)
+		return nil
+	}
 	g.open.Add(1)
-	var c net.Conn = &counted{Conn: nc, g: g}
-	if Contains(g.cfg.TrustedProxies, ip) {
+	cc := &counted{Conn: nc, g: g}
+	if !proxied && g.cfg.MaxConnsPerIP > 0 {
+		cc.ip = ip
+	}
+	var c net.Conn = cc
+	if proxied {
 		c = proxyproto.NewConn(c, proxyproto.WithPolicy(proxyproto.REQUIRE),
 			proxyproto.SetReadHeaderTimeout(g.cfg.ProxyHeaderTimeout))
 	}
@@ -210,16 +229,44 @@ func refuse(nc net.Conn, msg []byte) {
 	CloseGracefully(nc, time.Second)
 }
 
+// takeIP counts one more connection from ip, unless ip is at its cap.
+func (g *Gate) takeIP(ip netip.Addr) bool {
+	if g.cfg.MaxConnsPerIP <= 0 {
+		return true
+	}
+	g.perIPMu.Lock()
+	defer g.perIPMu.Unlock()
+	if g.perIP[ip] >= g.cfg.MaxConnsPerIP {
+		return false
+	}
+	g.perIP[ip]++
+	return true
+}
+
+func (g *Gate) releaseIP(ip netip.Addr) {
+	g.perIPMu.Lock()
+	defer g.perIPMu.Unlock()
+	if g.perIP[ip] <= 1 {
+		delete(g.perIP, ip)
+	} else {
+		g.perIP[ip]--
+	}
+}
+
 // counted gives its slot back when closed.
 type counted struct {
 	net.Conn
 	g    *Gate
+	ip   netip.Addr // counted per address when valid
 	once sync.Once
 }
 
 func (c *counted) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
+		if c.ip.IsValid() {
+			c.g.releaseIP(c.ip)
+		}
 		c.g.open.Add(-1)
 		<-c.g.slots
 	})
@@ -294,4 +341,15 @@ func ParsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+// Raw returns the connection under the Gate's bookkeeping wrapper, so that
+// a relay can copy between plain TCP sockets in the kernel (splice). Close
+// the connection Accept returned, never the raw one: that gives the slot
+// back. Other wrappers (TLS, PROXY) are returned as they are.
+func Raw(c net.Conn) net.Conn {
+	if cc, ok := c.(*counted); ok {
+		return cc.Conn
+	}
+	return c
 }

@@ -214,3 +214,27 @@ func TestRetryable(t *testing.T) {
 		t.Error("a closed listener is retried")
 	}
 }
+
+// TestPerAddressCap: one address gets at most MaxConnsPerIP connections;
+// a slot comes back when one closes.
+func TestPerAddressCap(t *testing.T) {
+	g := NewGate(Config{MaxConnsPerIP: 1, Logger: discard})
+	addr := open(t, g, Options{Refusal: []byte("busy\n")})
+	first := dial(t, addr)
+	if l, err := first.roundTrip("x"); err != nil || l != "127.0.0.1 x" {
+		t.Fatalf("first: %q %v", l, err)
+	}
+	over := dial(t, addr)
+	if got, _ := io.ReadAll(over.r); string(got) != "busy\n" {
+		t.Fatalf("second from the same address: %q", got)
+	}
+	first.nc.Close()
+	for deadline := time.Now().Add(20 * time.Second); g.Open() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("slot not given back")
+		}
+	}
+	if l, err := dial(t, addr).roundTrip("y"); err != nil || l != "127.0.0.1 y" {
+		t.Fatalf("after the first closed: %q %v", l, err)
+	}
+}

@@ -1,0 +1,71 @@
+package penalty
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestCurve(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := New(Config{Base: time.Second, Max: 5 * time.Second, Forget: time.Minute})
+	p.now = func() time.Time { return now }
+	ip := netip.MustParseAddr("192.0.2.1")
+	other := netip.MustParseAddr("192.0.2.2")
+	if d := p.Delay(ip); d != 0 {
+		t.Fatalf("no failures: %v", d)
+	}
+	for i, want := range []time.Duration{1, 2, 4, 5, 5} {
+		p.Failed(ip)
+		if d := p.Delay(ip); d != want*time.Second {
+			t.Fatalf("after %d failures: %v, want %v", i+1, d, want*time.Second)
+		}
+	}
+	if d := p.Delay(other); d != 0 {
+		t.Fatalf("another address pays: %v", d)
+	}
+	p.Succeeded(ip)
+	if d := p.Delay(ip); d != 0 {
+		t.Fatalf("after a success: %v", d)
+	}
+	p.Failed(ip)
+	p.Failed(ip)
+	now = now.Add(2 * time.Minute)
+	if d := p.Delay(ip); d != 0 {
+		t.Fatalf("after the forget time: %v", d)
+	}
+	p.Failed(ip)
+	if d := p.Delay(ip); d != time.Second {
+		t.Fatalf("a failure after the forget time starts over: %v", d)
+	}
+}
+
+func TestBoundedMemory(t *testing.T) {
+	p := New(Config{Size: 100})
+	for i := range 10_000 {
+		p.Failed(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
+	}
+	if n := p.Len(); n > 100 {
+		t.Fatalf("%d addresses remembered, want at most 100", n)
+	}
+	last := netip.AddrFrom4([4]byte{10, 0, 39, 15}) // i = 9999
+	if p.Delay(last) == 0 {
+		t.Fatal("the latest failure was evicted")
+	}
+}
+
+func TestWaitEndsWithContext(t *testing.T) {
+	p := New(Config{Base: time.Hour, Max: time.Hour})
+	ip := netip.MustParseAddr("192.0.2.1")
+	p.Failed(ip)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Wait(ctx, ip); err != context.Canceled {
+		t.Fatalf("Wait = %v, want the context's error", err)
+	}
+	var none *Penalty
+	if none.Delay(ip) != 0 {
+		t.Fatal("a nil Penalty delays")
+	}
+}
