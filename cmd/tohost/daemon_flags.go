@@ -43,6 +43,7 @@ type listenFlags struct {
 	tlsCert, tlsKey string
 	httpAddr        string
 	shutdownTimeout time.Duration
+	maxConnsPerIP   int // set by daemons that have a flag for it
 }
 
 // register adds the flags; httpAddr is the admin listener's default.
@@ -77,7 +78,8 @@ func (f *listenFlags) gate(log *slog.Logger, reg prometheus.Registerer) (*listen
 	if err != nil {
 		return nil, err
 	}
-	g := listen.NewGate(listen.Config{Allow: allow, MaxConns: f.maxConns, TrustedProxies: proxies, Logger: log})
+	g := listen.NewGate(listen.Config{Allow: allow, MaxConns: f.maxConns, MaxConnsPerIP: f.maxConnsPerIP,
+		TrustedProxies: proxies, Logger: log})
 	if reg != nil {
 		g.Register(reg)
 	}
