@@ -150,3 +150,14 @@ func TestIsAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateFieldLabelBytes: a label byte is allowed exactly when it is
+// in [A-Za-z0-9_.-].
+func TestValidateFieldLabelBytes(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-'
+		if got := ValidateField(f("a"+string([]byte{byte(c)})+"z", "v")) == nil; got != want {
+			t.Errorf("label byte %#x: accepted %v, want %v", c, got, want)
+		}
+	}
+}

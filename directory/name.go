@@ -3,6 +3,8 @@ package directory
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tohost/tohost/protocol/authent"
 )
 
 // MaxNameLen is the longest accepted user name in bytes.
@@ -60,18 +62,17 @@ func ValidateHash(h string) error {
 }
 
 // ValidateField returns an *InputError if f cannot be stored and written
-// back as label="value".
+// back as label="value": the label and value rules are the line protocol's
+// (authent.ValidLabel, authent.ValidValue), for every way in (TCPAuth,
+// LDAP, imports) and out (replies, exports).
 func ValidateField(f Field) error {
 	if f.Label == "" {
 		return inputErrorf("empty field label")
 	}
-	for i := 0; i < len(f.Label); i++ {
-		c := f.Label[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return inputErrorf("bad field label %q", f.Label)
-		}
+	if !authent.ValidLabel(f.Label) {
+		return inputErrorf("bad field label %q", f.Label)
 	}
-	if strings.ContainsAny(f.Value, "\"\r\n\x00") {
+	if !authent.ValidValue(f.Value) {
 		return inputErrorf("bad value for %s", f.Label)
 	}
 	return nil

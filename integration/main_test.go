@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -47,6 +49,16 @@ type daemon struct {
 	cmd  *exec.Cmd
 	addr string
 	log  *strings.Builder
+	// traced: cmd is strace running the directory as its child, so kill
+	// must end that child (strace killed first would leave it running).
+	traced bool
+}
+
+// directoryArgs are the arguments of `tohost directory` serving TCPAuth
+// only, on addr, from dataDir.
+func directoryArgs(dataDir, addr string, extra ...string) []string {
+	return append([]string{"directory", "--data-dir", dataDir, "--tcpauth-addr", addr,
+		"--http-addr", "", "--ldap-addr", "", "--password-scheme", "SSHA"}, extra...)
 }
 
 // startDirectory runs `tohost directory` on dataDir and waits until it
@@ -54,9 +66,14 @@ type daemon struct {
 func startDirectory(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{addr: freeAddr(t), log: new(strings.Builder)}
-	args := append([]string{"directory", "--data-dir", dataDir, "--tcpauth-addr", d.addr,
-		"--http-addr", "", "--ldap-addr", "", "--password-scheme", "SSHA"}, extra...)
-	d.cmd = exec.Command(binary, args...)
+	d.cmd = exec.Command(binary, directoryArgs(dataDir, d.addr, extra...)...)
+	d.start(t)
+	return d
+}
+
+// start runs d.cmd and waits until d.addr accepts connections.
+func (d *daemon) start(t *testing.T) {
+	t.Helper()
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -67,7 +84,7 @@ func startDirectory(t *testing.T, dataDir string, extra ...string) *daemon {
 		c, err := net.DialTimeout("tcp", d.addr, time.Second)
 		if err == nil {
 			c.Close()
-			return d
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("directory did not start: %v\n%s", err, d.log)
@@ -78,10 +95,32 @@ func startDirectory(t *testing.T, dataDir string, extra ...string) *daemon {
 
 // kill ends the process with SIGKILL: no chance to flush anything.
 func (d *daemon) kill() {
-	if d.cmd.ProcessState == nil {
-		d.cmd.Process.Kill()
-		d.cmd.Wait()
+	if d.cmd.ProcessState != nil {
+		return
 	}
+	if d.traced {
+		pid := d.cmd.Process.Pid
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		for _, f := range strings.Fields(string(children)) {
+			if child, err := strconv.Atoi(f); err == nil {
+				syscall.Kill(child, syscall.SIGKILL)
+			}
+		}
+		// strace exits once its child has, after writing the whole trace.
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				d.cmd.Process.Kill()
+			}
+		}()
+		d.cmd.Wait()
+		close(done)
+		return
+	}
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
 }
 
 // conn is a raw protocol connection.

@@ -10,6 +10,7 @@
 # starts them. TOHOST_TEST_POSTGRES (a postgres:// URL) and TOHOST_TEST_REDIS
 # (host:port) point the tests at other servers; when set, the script only
 # waits for those. TOHOST_TEST_WAIT bounds each wait (seconds, default 60).
+# The tools some tests run (OpenLDAP's clients, strace) are installed too.
 # Exits non-zero, saying how to start what is missing, when it cannot.
 set -uo pipefail
 
@@ -244,6 +245,13 @@ main() {
 	# The LDAP tests drive the server with OpenLDAP's own client tools.
 	if ! have ldapsearch; then
 		install_packages ldap-utils || { say "the LDAP tests need ldap-utils: apt-get install -y ldap-utils"; failed=1; }
+	fi
+	# The durability test watches the directory's system calls with strace.
+	if ! have strace; then
+		install_packages strace || { say "the durability test needs strace: apt-get install -y strace"; failed=1; }
+	fi
+	if have strace && ! strace -f -o /dev/null true >/dev/null 2>&1; then
+		say "strace cannot trace here (is ptrace denied?); the durability test will fail"
 	fi
 	return $failed
 }

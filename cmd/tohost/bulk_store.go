@@ -9,8 +9,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/cache"
-	"github.com/tohost/tohost/directory/importer"
 	"github.com/tohost/tohost/directory/store/bolt"
 	"github.com/tohost/tohost/directory/store/postgres"
 )
@@ -19,7 +19,7 @@ import (
 // store itself, without the in-process cache (an import writes around
 // every cache and then invalidates them all).
 type bulkStore struct {
-	importer.BulkStore
+	directory.BulkStore
 	kind string
 	// invalidate drops every cached user on every directory node: the
 	// Redis keys, and (through the invalidation channel) each node's

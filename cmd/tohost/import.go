@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/importer"
 	"github.com/tohost/tohost/directory/password"
 )
@@ -93,11 +94,11 @@ The embedded store cannot be imported into while a directory runs on it.`,
 }
 
 func runImport(ctx context.Context, f importFlags, path string, stdout, stderr io.Writer) error {
-	mode, err := importer.ParseMode(f.mode)
+	mode, err := directory.ParseBulkMode(f.mode)
 	if err != nil {
 		return fmt.Errorf("--mode: %w", err)
 	}
-	if mode == importer.Replace && !f.yes {
+	if mode == directory.BulkReplace && !f.yes {
 		return errors.New("--mode replace deletes every user that is not in the file; add --yes to confirm")
 	}
 	scheme, err := password.ParseScheme(f.passwordScheme)

@@ -15,15 +15,15 @@ import (
 // the validation and the pipeline alone.
 type discard struct{ directory.Store }
 
-func (discard) BeginBulk(context.Context, importer.BulkOptions) (importer.Bulk, error) {
+func (discard) BeginBulk(context.Context, directory.BulkOptions) (directory.Bulk, error) {
 	return discardBulk{}, nil
 }
 
 type discardBulk struct{}
 
 func (discardBulk) Concurrency() int { return 2 }
-func (discardBulk) Write(_ context.Context, e []importer.Entry) (importer.WriteResult, error) {
-	return importer.WriteResult{Created: len(e)}, nil
+func (discardBulk) Write(_ context.Context, e []directory.BulkEntry) (directory.BulkResult, error) {
+	return directory.BulkResult{Created: len(e)}, nil
 }
 func (discardBulk) Finish(context.Context, []string) (int64, error) { return 0, nil }
 func (discardBulk) Close(context.Context) error                     { return nil }

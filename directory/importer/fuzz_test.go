@@ -24,7 +24,7 @@ type checkedStore struct {
 	bad     []string
 }
 
-func (s *checkedStore) BeginBulk(context.Context, importer.BulkOptions) (importer.Bulk, error) {
+func (s *checkedStore) BeginBulk(context.Context, directory.BulkOptions) (directory.Bulk, error) {
 	return checkedBulk{s}, nil
 }
 
@@ -34,7 +34,7 @@ func (checkedBulk) Concurrency() int                                { return 2 }
 func (checkedBulk) Finish(context.Context, []string) (int64, error) { return 0, nil }
 func (checkedBulk) Close(context.Context) error                     { return nil }
 
-func (b checkedBulk) Write(_ context.Context, entries []importer.Entry) (importer.WriteResult, error) {
+func (b checkedBulk) Write(_ context.Context, entries []directory.BulkEntry) (directory.BulkResult, error) {
 	var bad []string
 	for _, e := range entries {
 		if problem := entryProblem(e); problem != "" {
@@ -45,11 +45,11 @@ func (b checkedBulk) Write(_ context.Context, entries []importer.Entry) (importe
 	b.s.written += int64(len(entries))
 	b.s.bad = append(b.s.bad, bad...)
 	b.s.mu.Unlock()
-	return importer.WriteResult{Created: len(entries)}, nil
+	return directory.BulkResult{Created: len(entries)}, nil
 }
 
 // entryProblem says what is wrong with an entry a store was given, or "".
-func entryProblem(e importer.Entry) string {
+func entryProblem(e directory.BulkEntry) string {
 	name, err := directory.NormalizeName(e.Display)
 	switch {
 	case err != nil:

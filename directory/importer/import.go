@@ -46,7 +46,7 @@ type Input struct {
 type Options struct {
 	// Format of the input; "" guesses it from the name, then the content.
 	Format Format
-	Mode   Mode
+	Mode   directory.BulkMode
 	// Scheme hashes cleartext passwords (default password.DefaultScheme).
 	Scheme password.Scheme
 	// Strict reads and checks the whole input first, and imports nothing
@@ -134,7 +134,7 @@ func (s Stats) Loaded() int64 { return s.Created + s.Updated + s.Unchanged + s.D
 var ErrRejected = errors.New("records rejected; nothing imported (--strict)")
 
 // Import reads in and loads its users into store.
-func Import(ctx context.Context, store BulkStore, in Input, opts Options) (Stats, error) {
+func Import(ctx context.Context, store directory.BulkStore, in Input, opts Options) (Stats, error) {
 	if opts.Scheme == "" {
 		opts.Scheme = password.DefaultScheme
 	}
@@ -173,7 +173,7 @@ func Import(ctx context.Context, store BulkStore, in Input, opts Options) (Stats
 
 // run is one import.
 type run struct {
-	store BulkStore
+	store directory.BulkStore
 	in    Input
 	opts  Options
 	start time.Time
@@ -203,7 +203,7 @@ type batch struct {
 	seq     int
 	recs    []Record
 	end     int64 // input offset after the batch
-	entries []Entry
+	entries []directory.BulkEntry
 	rejects []rejectedRecord
 }
 
@@ -212,7 +212,7 @@ var batches sync.Pool
 func getBatch(seq, size int) *batch {
 	b, _ := batches.Get().(*batch)
 	if b == nil || cap(b.recs) < size {
-		b = &batch{recs: make([]Record, 0, size), entries: make([]Entry, 0, size)}
+		b = &batch{recs: make([]Record, 0, size), entries: make([]directory.BulkEntry, 0, size)}
 	}
 	b.seq, b.end = seq, 0
 	b.recs, b.entries, b.rejects = b.recs[:0], b.entries[:0], b.rejects[:0]

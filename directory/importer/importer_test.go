@@ -26,7 +26,7 @@ import (
 
 var ctx = context.Background()
 
-func openBolt(t *testing.T) importer.BulkStore {
+func openBolt(t *testing.T) directory.BulkStore {
 	t.Helper()
 	s, err := bolt.Open(t.TempDir())
 	if err != nil {
@@ -36,7 +36,7 @@ func openBolt(t *testing.T) importer.BulkStore {
 	return s
 }
 
-func openPostgres(t *testing.T) importer.BulkStore {
+func openPostgres(t *testing.T) directory.BulkStore {
 	t.Helper()
 	s, err := postgres.Open(ctx, testservices.Postgres(t), postgres.Options{MaxConns: 6})
 	if err != nil {
@@ -49,7 +49,7 @@ func openPostgres(t *testing.T) importer.BulkStore {
 // stores are the stores tests run against.
 var stores = []struct {
 	name string
-	open func(t *testing.T) importer.BulkStore
+	open func(t *testing.T) directory.BulkStore
 }{{"bolt", openBolt}, {"postgres", openPostgres}}
 
 // result is what one import did.
@@ -61,7 +61,7 @@ type result struct {
 }
 
 // load imports text (named name) into s.
-func load(t *testing.T, s importer.BulkStore, name, text string, opts importer.Options) result {
+func load(t *testing.T, s directory.BulkStore, name, text string, opts importer.Options) result {
 	t.Helper()
 	var r result
 	var rejects bytes.Buffer
@@ -452,7 +452,7 @@ func TestModes(t *testing.T) {
 			wantStats(t, load(t, s, "m.csv", base, importer.Options{}).stats, importer.Stats{Read: 4, Created: 4})
 
 			next := "user,password_hash,tohost\na@x,{SSHA}a,b2\nb@x,{SSHA}b,b1\ne@x,{SSHA}e,b1\nbad name@x,{SSHA}x,b1\nd@x,{SSHA}d,\"b\"\"\n"
-			r := load(t, s, "m.csv", next, importer.Options{Mode: importer.Insert})
+			r := load(t, s, "m.csv", next, importer.Options{Mode: directory.BulkInsert})
 			wantStats(t, r.stats, importer.Stats{Read: 5, Created: 1, Skipped: 2, Rejected: 2})
 			wantReports(t, r.reports,
 				`line 5: user "bad name@x": name contains a space`,
@@ -463,13 +463,13 @@ func TestModes(t *testing.T) {
 				t.Fatal("insert mode changed a@x")
 			}
 
-			r = load(t, s, "m.csv", next, importer.Options{Mode: importer.Upsert})
+			r = load(t, s, "m.csv", next, importer.Options{Mode: directory.BulkUpsert})
 			wantStats(t, r.stats, importer.Stats{Read: 5, Updated: 1, Unchanged: 2, Rejected: 2})
 			if get(t, s, "a@x").Tohost() != "b2" {
 				t.Fatal("upsert did not update a@x")
 			}
 
-			r = load(t, s, "m.csv", next, importer.Options{Mode: importer.Replace})
+			r = load(t, s, "m.csv", next, importer.Options{Mode: directory.BulkReplace})
 			wantStats(t, r.stats, importer.Stats{Read: 5, Unchanged: 3, Rejected: 2, Deleted: 1})
 			missing(t, s, "c@x") // not in the file
 			get(t, s, "d@x")     // in the file, but rejected: kept
@@ -477,7 +477,7 @@ func TestModes(t *testing.T) {
 				t.Fatalf("count %d", n)
 			}
 			// A file without any valid user deletes nothing.
-			r = load(t, s, "m.csv", "user,password_hash\nbad name,x\n", importer.Options{Mode: importer.Replace})
+			r = load(t, s, "m.csv", "user,password_hash\nbad name,x\n", importer.Options{Mode: directory.BulkReplace})
 			if r.err == nil || !strings.Contains(r.err.Error(), "no valid user") {
 				t.Fatal(r.err)
 			}
@@ -538,23 +538,23 @@ func TestStrict(t *testing.T) {
 // interrupting is a BulkStore that cancels the import's context after a
 // number of batches were written, as Ctrl-C would.
 type interrupting struct {
-	importer.BulkStore
+	directory.BulkStore
 	after  int32
 	cancel context.CancelFunc
 }
 
-func (s *interrupting) BeginBulk(ctx context.Context, o importer.BulkOptions) (importer.Bulk, error) {
+func (s *interrupting) BeginBulk(ctx context.Context, o directory.BulkOptions) (directory.Bulk, error) {
 	b, err := s.BulkStore.BeginBulk(ctx, o)
 	return &interruptingBulk{Bulk: b, s: s}, err
 }
 
 type interruptingBulk struct {
-	importer.Bulk
+	directory.Bulk
 	s *interrupting
 	n atomic.Int32
 }
 
-func (b *interruptingBulk) Write(ctx context.Context, e []importer.Entry) (importer.WriteResult, error) {
+func (b *interruptingBulk) Write(ctx context.Context, e []directory.BulkEntry) (directory.BulkResult, error) {
 	res, err := b.Bulk.Write(ctx, e)
 	if b.n.Add(1) == b.s.after {
 		b.s.cancel()
@@ -580,7 +580,7 @@ func TestInterruptAndRerun(t *testing.T) {
 			ictx, cancel := context.WithCancel(ctx)
 			is := &interrupting{BulkStore: s, after: 3, cancel: cancel}
 			stats, err := importer.Import(ictx, is, input("i.csv", text),
-				importer.Options{Mode: importer.Replace, BatchSize: 100, Workers: 2})
+				importer.Options{Mode: directory.BulkReplace, BatchSize: 100, Workers: 2})
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("interrupted import: %v", err)
 			}
@@ -589,7 +589,7 @@ func TestInterruptAndRerun(t *testing.T) {
 				t.Fatalf("after the interruption: count %d, stats %+v: want whole batches, old@x kept", n, stats)
 			}
 			get(t, s, "old@x")
-			r := load(t, s, "i.csv", text, importer.Options{Mode: importer.Replace, BatchSize: 100})
+			r := load(t, s, "i.csv", text, importer.Options{Mode: directory.BulkReplace, BatchSize: 100})
 			if r.stats.Created+r.stats.Unchanged != 1000 || r.stats.Deleted != 1 || r.stats.Rejected != 1 {
 				t.Fatalf("rerun: %+v %v", r.stats, r.err)
 			}

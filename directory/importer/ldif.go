@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/protocol/authent"
 )
 
 // LDIF (RFC 2849), as slapcat writes it: entries separated by blank lines,
@@ -246,11 +247,11 @@ func (l *ldifReader) parseAttr(i int, line string) (ldifAttr, error) {
 	desc := line[:colon]
 	var a ldifAttr
 	name, _, opts := strings.Cut(desc, ";")
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return ldifAttr{}, errorf("bad attribute name %q", clip(desc))
-		}
+	// Attributes become fields: their names follow the field label rule.
+	// An empty one (";lang-en: x") is left to the field check, which
+	// rejects the record if it becomes a field.
+	if name != "" && !authent.ValidLabel(name) {
+		return ldifAttr{}, errorf("bad attribute name %q", clip(desc))
 	}
 	a.name, a.lower, a.opts = name, l.names.get(i, name), opts
 	v := line[colon+1:]

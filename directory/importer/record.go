@@ -102,34 +102,34 @@ type validator struct {
 }
 
 // entry validates r. The error's message is the reason for the report.
-func (v *validator) entry(r *Record) (Entry, error) {
+func (v *validator) entry(r *Record) (directory.BulkEntry, error) {
 	if r.Err != nil {
-		return Entry{}, r.Err
+		return directory.BulkEntry{}, r.Err
 	}
 	if !utf8.ValidString(r.Name) {
-		return Entry{}, errorf("name is not valid UTF-8")
+		return directory.BulkEntry{}, errorf("name is not valid UTF-8")
 	}
 	name, err := directory.NormalizeName(r.Name)
 	if err != nil {
-		return Entry{}, reason(err)
+		return directory.BulkEntry{}, reason(err)
 	}
-	e := Entry{Line: r.Line, Name: name, Display: r.Name}
+	e := directory.BulkEntry{Line: r.Line, Name: name, Display: r.Name}
 	if !r.Plain || v.scheme == password.SchemePlain { // stored as written
 		if err := directory.ValidateHash(r.Password); err != nil {
-			return Entry{}, reason(err)
+			return directory.BulkEntry{}, reason(err)
 		}
 	}
 	switch {
 	case r.Password == "":
-		return Entry{}, errorf("no password")
+		return directory.BulkEntry{}, errorf("no password")
 	case !storable(r.Password):
-		return Entry{}, errorf("password is not valid UTF-8 or holds a NUL")
+		return directory.BulkEntry{}, errorf("password is not valid UTF-8 or holds a NUL")
 	case r.Plain && len(r.Password) > password.MaxPasswordLen:
-		return Entry{}, errorf("password longer than %d bytes", password.MaxPasswordLen)
+		return directory.BulkEntry{}, errorf("password longer than %d bytes", password.MaxPasswordLen)
 	case r.Plain && !v.dry:
 		h, err := password.Hash(v.scheme, r.Password)
 		if err != nil {
-			return Entry{}, errorf("cannot hash the password: %v", err)
+			return directory.BulkEntry{}, errorf("cannot hash the password: %v", err)
 		}
 		e.Password = h
 	default:
@@ -139,10 +139,10 @@ func (v *validator) entry(r *Record) (Entry, error) {
 	clean := true
 	for i, f := range r.Fields {
 		if err := directory.ValidateField(f); err != nil {
-			return Entry{}, reason(err)
+			return directory.BulkEntry{}, reason(err)
 		}
 		if !storable(f.Value) {
-			return Entry{}, errorf("value of %s is not valid UTF-8", f.Label)
+			return directory.BulkEntry{}, errorf("value of %s is not valid UTF-8", f.Label)
 		}
 		if f.Value == "" {
 			clean = false // an empty value means no such field
@@ -150,7 +150,7 @@ func (v *validator) entry(r *Record) (Entry, error) {
 		}
 		for _, g := range r.Fields[:i] {
 			if g.Label == f.Label && g.Value != "" {
-				return Entry{}, errorf("field %s given twice", f.Label)
+				return directory.BulkEntry{}, errorf("field %s given twice", f.Label)
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/tohost/tohost/directory"
 )
 
 // writer hands batches to the store's Bulk. Up to Concurrency() batches are
@@ -15,7 +17,7 @@ import (
 type writer struct {
 	run  *run
 	dry  bool
-	bulk Bulk
+	bulk directory.Bulk
 	keep []string // normalized names of rejected records (replace mode)
 
 	begun    chan struct{} // closed when bulk is set
@@ -48,7 +50,7 @@ func (w *writer) queue(ctx context.Context, b *batch) error {
 		if r.in.Size > 0 && b.end > 0 {
 			expected = r.in.Size * int64(len(b.recs)) / b.end
 		}
-		bulk, err := r.store.BeginBulk(ctx, BulkOptions{Mode: r.opts.Mode,
+		bulk, err := r.store.BeginBulk(ctx, directory.BulkOptions{Mode: r.opts.Mode,
 			Stamp: time.Now().Truncate(time.Microsecond), Expected: expected})
 		if err != nil {
 			return err
@@ -205,7 +207,7 @@ func (w *writer) write(ctx context.Context, b *batch) error {
 // finish completes a load that read all of its input.
 func (w *writer) finish(ctx context.Context) error {
 	r := w.run
-	if r.opts.Mode == Replace {
+	if r.opts.Mode == directory.BulkReplace {
 		r.mu.Lock()
 		valid := r.stats.Loaded() + r.stats.Skipped
 		r.mu.Unlock()

@@ -10,7 +10,6 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/directory/importer"
 )
 
 // The bulk loader writes each batch in one bbolt transaction of its own,
@@ -19,7 +18,7 @@ import (
 // the commit loop's groups simply take turns, and each batch is atomic:
 // an interrupted import leaves whole batches.
 
-var _ importer.BulkStore = (*Store)(nil)
+var _ directory.BulkStore = (*Store)(nil)
 
 // bulkFill is the fill percent of pages split while loading: bulk loads
 // are mostly appends, and half-empty pages (bbolt's default 0.5) would
@@ -33,8 +32,8 @@ const sweepChunk = 20_000
 // loading holds the stores with a load in progress.
 var loading sync.Map
 
-// BeginBulk implements importer.BulkStore.
-func (s *Store) BeginBulk(_ context.Context, opts importer.BulkOptions) (importer.Bulk, error) {
+// BeginBulk implements directory.BulkStore.
+func (s *Store) BeginBulk(_ context.Context, opts directory.BulkOptions) (directory.Bulk, error) {
 	s.closeMu.RLock()
 	closed := s.closed
 	s.closeMu.RUnlock()
@@ -49,16 +48,16 @@ func (s *Store) BeginBulk(_ context.Context, opts importer.BulkOptions) (importe
 
 type bulk struct {
 	s      *Store
-	opts   importer.BulkOptions
+	opts   directory.BulkOptions
 	closed bool
 	arena  []byte // Write's keys and values (Concurrency is 1)
 }
 
 func (b *bulk) Concurrency() int { return 1 }
 
-// Write implements importer.Bulk: one transaction, keys in order.
-func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.WriteResult, error) {
-	var res importer.WriteResult
+// Write implements directory.Bulk: one transaction, keys in order.
+func (b *bulk) Write(ctx context.Context, entries []directory.BulkEntry) (directory.BulkResult, error) {
+	var res directory.BulkResult
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -71,7 +70,7 @@ func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.Wr
 	slices.SortFunc(order, func(i, j int) int { return cmpString(entries[i].Name, entries[j].Name) })
 	stamp := b.opts.Stamp
 	err := b.s.db.Update(func(tx *bbolt.Tx) error {
-		res = importer.WriteResult{}
+		res = directory.BulkResult{}
 		// Keys and values must stay valid until the commit: they live in
 		// one arena, sized so that it never grows, and reused by the next
 		// batch once this one is committed.
@@ -97,12 +96,12 @@ func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.Wr
 				switch {
 				case dup:
 					res.Duplicates = append(res.Duplicates, i)
-				case b.opts.Mode == importer.Insert:
+				case b.opts.Mode == directory.BulkInsert:
 					res.Skipped = append(res.Skipped, i)
 					continue
 				case same(&old, e):
 					res.Unchanged++
-					if b.opts.Mode != importer.Replace {
+					if b.opts.Mode != directory.BulkReplace {
 						continue
 					}
 					// replace mode rewrites it all the same: the stamp
@@ -129,7 +128,7 @@ func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.Wr
 		return nil
 	})
 	if err != nil {
-		return importer.WriteResult{}, unavailable(err)
+		return directory.BulkResult{}, unavailable(err)
 	}
 	slices.Sort(res.Skipped)
 	slices.Sort(res.Duplicates)
@@ -137,12 +136,12 @@ func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.Wr
 }
 
 // same reports whether u holds e's record.
-func same(u *directory.User, e *importer.Entry) bool {
+func same(u *directory.User, e *directory.BulkEntry) bool {
 	return u.Display == e.Display && u.Password == e.Password && slices.Equal(u.Fields, e.Fields)
 }
 
 // encodedBound bounds the bytes of e's key and encoded record.
-func encodedBound(e *importer.Entry) int {
+func encodedBound(e *directory.BulkEntry) int {
 	n := 1 + 3*10 + len(e.Name)*2 + len(e.Display) + len(e.Password)
 	for _, f := range e.Fields {
 		n += 20 + len(f.Label) + len(f.Value)
@@ -160,10 +159,10 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// Finish implements importer.Bulk: in replace mode it deletes, a chunk
+// Finish implements directory.Bulk: in replace mode it deletes, a chunk
 // per transaction, every user whose Updated is before the load's stamp.
 func (b *bulk) Finish(ctx context.Context, keep []string) (int64, error) {
-	if b.opts.Mode != importer.Replace {
+	if b.opts.Mode != directory.BulkReplace {
 		return 0, nil
 	}
 	kept := make(map[string]bool, len(keep))
@@ -221,7 +220,7 @@ func (b *bulk) Finish(ctx context.Context, keep []string) (int64, error) {
 	}
 }
 
-// Close implements importer.Bulk.
+// Close implements directory.Bulk.
 func (b *bulk) Close(context.Context) error {
 	if !b.closed {
 		b.closed = true

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/directory/importer"
 )
 
 // The bulk loader. Each batch is one transaction on a connection of its
@@ -38,7 +37,7 @@ import (
 // first tried as a COPY straight into users, which a unique violation
 // (a user an earlier batch wrote) turns back into the staging path.
 
-var _ importer.BulkStore = (*Store)(nil)
+var _ directory.BulkStore = (*Store)(nil)
 
 const (
 	// bulkLockKey is the advisory lock that lets one load run at a time.
@@ -145,8 +144,8 @@ const (
 // load runs, and a crash ends the load.
 const createSeen = `CREATE UNLOGGED TABLE IF NOT EXISTS tohost_import_seen (name text COLLATE "C" PRIMARY KEY)`
 
-// BeginBulk implements importer.BulkStore.
-func (s *Store) BeginBulk(ctx context.Context, opts importer.BulkOptions) (importer.Bulk, error) {
+// BeginBulk implements directory.BulkStore.
+func (s *Store) BeginBulk(ctx context.Context, opts directory.BulkOptions) (directory.Bulk, error) {
 	b := &bulk{s: s, opts: opts, stamp: opts.Stamp.Truncate(time.Microsecond)}
 	if err := b.begin(ctx, max(2, min(runtime.NumCPU(), 4))); err != nil {
 		b.release()
@@ -157,7 +156,7 @@ func (s *Store) BeginBulk(ctx context.Context, opts importer.BulkOptions) (impor
 
 type bulk struct {
 	s     *Store
-	opts  importer.BulkOptions
+	opts  directory.BulkOptions
 	stamp time.Time
 	conns []*pgx.Conn
 	free  chan *pgx.Conn
@@ -208,7 +207,7 @@ func (b *bulk) begin(ctx context.Context, n int) error {
 	if _, err := c.Exec(ctx, createIndexState); err != nil {
 		return unavailable(err)
 	}
-	if b.opts.Mode == importer.Replace {
+	if b.opts.Mode == directory.BulkReplace {
 		for _, q := range []string{createSeen, `TRUNCATE tohost_import_seen`} {
 			if _, err := c.Exec(ctx, q); err != nil {
 				return unavailable(err)
@@ -268,18 +267,18 @@ type indexDef struct{ Name, Def string }
 
 func (b *bulk) Concurrency() int { return len(b.conns) }
 
-// Write implements importer.Bulk.
-func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.WriteResult, error) {
+// Write implements directory.Bulk.
+func (b *bulk) Write(ctx context.Context, entries []directory.BulkEntry) (directory.BulkResult, error) {
 	var conn *pgx.Conn
 	select {
 	case conn = <-b.free:
 	case <-ctx.Done():
-		return importer.WriteResult{}, ctx.Err()
+		return directory.BulkResult{}, ctx.Err()
 	}
 	defer func() { b.free <- conn }()
 	for _, e := range entries {
 		if !storable(e.Name) || !storable(e.Display) || !storable(e.Password) {
-			return importer.WriteResult{}, fmt.Errorf("line %d: user %q: not valid UTF-8", e.Line, e.Display)
+			return directory.BulkResult{}, fmt.Errorf("line %d: user %q: not valid UTF-8", e.Line, e.Display)
 		}
 	}
 	b.mu.Lock()
@@ -292,10 +291,10 @@ func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.Wr
 		*bufp = buf
 		_, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(buf), copyDirect)
 		if err == nil {
-			return importer.WriteResult{Created: len(entries)}, nil
+			return directory.BulkResult{Created: len(entries)}, nil
 		}
 		if !hasCode(err, uniqueViolation) {
-			return importer.WriteResult{}, unavailable(err)
+			return directory.BulkResult{}, unavailable(err)
 		}
 		b.mu.Lock()
 		if b.failures++; b.failures >= directFailures {
@@ -305,7 +304,7 @@ func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.Wr
 	}
 	buf := encodeRows((*bufp)[:0], entries, b.stamp, true)
 	*bufp = buf
-	var res importer.WriteResult
+	var res directory.BulkResult
 	err := retry(ctx, func() error {
 		var err error
 		res, err = b.merge(ctx, conn, entries, buf)
@@ -315,10 +314,10 @@ func (b *bulk) Write(ctx context.Context, entries []importer.Entry) (importer.Wr
 }
 
 // merge writes one batch through the staging table, in one transaction.
-func (b *bulk) merge(ctx context.Context, conn *pgx.Conn, entries []importer.Entry, buf []byte) (importer.WriteResult, error) {
-	var res importer.WriteResult
+func (b *bulk) merge(ctx context.Context, conn *pgx.Conn, entries []directory.BulkEntry, buf []byte) (directory.BulkResult, error) {
+	var res directory.BulkResult
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		res = importer.WriteResult{}
+		res = directory.BulkResult{}
 		if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(buf), copyStage); err != nil {
 			return err
 		}
@@ -338,7 +337,7 @@ func (b *bulk) merge(ctx context.Context, conn *pgx.Conn, entries []importer.Ent
 			return out
 		}
 		var created int64
-		if b.opts.Mode == importer.Insert {
+		if b.opts.Mode == directory.BulkInsert {
 			var dups, skipped []int64
 			if err := tx.QueryRow(ctx, mergeInsert, b.stamp).Scan(&created, &dups, &skipped); err != nil {
 				return err
@@ -349,7 +348,7 @@ func (b *bulk) merge(ctx context.Context, conn *pgx.Conn, entries []importer.Ent
 		var updated, kept int64
 		var dups []int64
 		q := fmt.Sprintf(mergeUpsert, "")
-		if b.opts.Mode == importer.Replace {
+		if b.opts.Mode == directory.BulkReplace {
 			q = fmt.Sprintf(mergeUpsert, noteSeen)
 		}
 		if err := tx.QueryRow(ctx, q, b.stamp).Scan(&created, &updated, &dups, &kept); err != nil {
@@ -366,10 +365,10 @@ func (b *bulk) merge(ctx context.Context, conn *pgx.Conn, entries []importer.Ent
 	return res, err
 }
 
-// Finish implements importer.Bulk.
+// Finish implements directory.Bulk.
 func (b *bulk) Finish(ctx context.Context, keep []string) (int64, error) {
 	var deleted int64
-	if b.opts.Mode == importer.Replace {
+	if b.opts.Mode == directory.BulkReplace {
 		c := b.conns[0]
 		if len(keep) > 0 {
 			if _, err := c.Exec(ctx, seenKeep, keep); err != nil {
@@ -407,11 +406,11 @@ func (b *bulk) Finish(ctx context.Context, keep []string) (int64, error) {
 	return deleted, err
 }
 
-// Close implements importer.Bulk: after an interrupted load it builds the
+// Close implements directory.Bulk: after an interrupted load it builds the
 // indexes that were set aside.
 func (b *bulk) Close(ctx context.Context) error {
 	err := b.restore(ctx)
-	if b.opts.Mode == importer.Replace && len(b.conns) > 0 {
+	if b.opts.Mode == directory.BulkReplace && len(b.conns) > 0 {
 		b.conns[0].Exec(ctx, `DROP TABLE IF EXISTS tohost_import_seen`)
 	}
 	b.release()
@@ -527,7 +526,7 @@ var buffers = sync.Pool{New: func() any { return new([]byte) }}
 // staging table (line, name, display, domain, password, tohost, fields) or
 // for users (name, display, domain, password, tohost, fields, created,
 // updated, version).
-func encodeRows(b []byte, entries []importer.Entry, stamp time.Time, stage bool) []byte {
+func encodeRows(b []byte, entries []directory.BulkEntry, stamp time.Time, stage bool) []byte {
 	b = append(b, "PGCOPY\n\xff\r\n\x00"...)
 	b = binary.BigEndian.AppendUint32(b, 0) // flags
 	b = binary.BigEndian.AppendUint32(b, 0) // header extension

@@ -10,22 +10,21 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/directory/importer"
 	"github.com/tohost/tohost/directory/store/storetest"
 )
 
 func TestBulkConformance(t *testing.T) {
-	storetest.RunBulk(t, func(t *testing.T) importer.BulkStore {
+	storetest.RunBulk(t, func(t *testing.T) directory.BulkStore {
 		s, _ := open(t)
 		return s
 	})
 }
 
-func bulkEntries(from, n int) []importer.Entry {
-	out := make([]importer.Entry, n)
+func bulkEntries(from, n int) []directory.BulkEntry {
+	out := make([]directory.BulkEntry, n)
 	for i := range out {
 		name := fmt.Sprintf("u%06d@d%d.example", from+i, (from+i)%7)
-		out[i] = importer.Entry{Line: int64(from + i + 1), Name: name, Display: strings.ToUpper(name[:1]) + name[1:],
+		out[i] = directory.BulkEntry{Line: int64(from + i + 1), Name: name, Display: strings.ToUpper(name[:1]) + name[1:],
 			Password: "{SSHA}x", Fields: []directory.Field{fld("tohost", fmt.Sprintf("b%d", i%3)), fld("quota", "1"), fld("q\\\"", "a\tb\\c ü")}}
 	}
 	return out
@@ -53,7 +52,7 @@ func TestBulkRebuildIndexes(t *testing.T) {
 	defer s.Close()
 	conn := connect(t, url)
 	stamp := time.Now().Truncate(time.Microsecond)
-	b, err := s.BeginBulk(ctx, importer.BulkOptions{Stamp: stamp, Expected: 1_000_000})
+	b, err := s.BeginBulk(ctx, directory.BulkOptions{Stamp: stamp, Expected: 1_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +111,7 @@ func TestBulkKilledLoadRestores(t *testing.T) {
 	s, url := open(t)
 	defer s.Close()
 	conn := connect(t, url)
-	bl, err := s.BeginBulk(ctx, importer.BulkOptions{Stamp: time.Now(), Expected: 1_000_000})
+	bl, err := s.BeginBulk(ctx, directory.BulkOptions{Stamp: time.Now(), Expected: 1_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +122,7 @@ func TestBulkKilledLoadRestores(t *testing.T) {
 	if got := indexNames(t, conn); !slices.Equal(got, []string{"users_pkey"}) {
 		t.Fatalf("indexes after the kill: %v", got)
 	}
-	bl, err = s.BeginBulk(ctx, importer.BulkOptions{Stamp: time.Now()})
+	bl, err = s.BeginBulk(ctx, directory.BulkOptions{Stamp: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,15 +9,14 @@ import (
 	"time"
 
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/directory/importer"
 )
 
-// RunBulk runs the conformance suite of importer.BulkStore. open returns
+// RunBulk runs the conformance suite of directory.BulkStore. open returns
 // an empty store; the suite closes it.
-func RunBulk(t *testing.T, open func(t *testing.T) importer.BulkStore) {
+func RunBulk(t *testing.T, open func(t *testing.T) directory.BulkStore) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s importer.BulkStore)
+		fn   func(t *testing.T, s directory.BulkStore)
 	}{
 		{"CreateUpdateUnchanged", testBulkUpsert},
 		{"DuplicateAcrossBatches", testBulkDuplicates},
@@ -36,21 +35,21 @@ func RunBulk(t *testing.T, open func(t *testing.T) importer.BulkStore) {
 	}
 }
 
-func entry(line int64, name string, fields ...directory.Field) importer.Entry {
-	return importer.Entry{Line: line, Name: name, Display: name, Password: "{PLAIN}pw-" + name, Fields: fields}
+func entry(line int64, name string, fields ...directory.Field) directory.BulkEntry {
+	return directory.BulkEntry{Line: line, Name: name, Display: name, Password: "{PLAIN}pw-" + name, Fields: fields}
 }
 
-func begin(t *testing.T, s importer.BulkStore, mode importer.Mode) (importer.Bulk, time.Time) {
+func begin(t *testing.T, s directory.BulkStore, mode directory.BulkMode) (directory.Bulk, time.Time) {
 	t.Helper()
 	stamp := time.Now().Truncate(time.Microsecond)
-	b, err := s.BeginBulk(ctx, importer.BulkOptions{Mode: mode, Stamp: stamp})
+	b, err := s.BeginBulk(ctx, directory.BulkOptions{Mode: mode, Stamp: stamp})
 	if err != nil {
 		t.Fatalf("begin: %v", err)
 	}
 	return b, stamp
 }
 
-func write(t *testing.T, b importer.Bulk, entries ...importer.Entry) importer.WriteResult {
+func write(t *testing.T, b directory.Bulk, entries ...directory.BulkEntry) directory.BulkResult {
 	t.Helper()
 	res, err := b.Write(ctx, entries)
 	if err != nil {
@@ -59,7 +58,7 @@ func write(t *testing.T, b importer.Bulk, entries ...importer.Entry) importer.Wr
 	return res
 }
 
-func finish(t *testing.T, b importer.Bulk, keep ...string) int64 {
+func finish(t *testing.T, b directory.Bulk, keep ...string) int64 {
 	t.Helper()
 	n, err := b.Finish(ctx, keep)
 	if err != nil {
@@ -78,7 +77,7 @@ func wantCount(t *testing.T, s directory.Store, want int64) {
 	}
 }
 
-func wantResult(t *testing.T, got, want importer.WriteResult) {
+func wantResult(t *testing.T, got, want directory.BulkResult) {
 	t.Helper()
 	if len(got.Skipped) == 0 {
 		got.Skipped = nil
@@ -92,7 +91,7 @@ func wantResult(t *testing.T, got, want importer.WriteResult) {
 }
 
 // wantUser checks what a load stored: the entry's record, its stamp.
-func wantUser(t *testing.T, s directory.Store, e importer.Entry, created, updated time.Time, version uint64) {
+func wantUser(t *testing.T, s directory.Store, e directory.BulkEntry, created, updated time.Time, version uint64) {
 	t.Helper()
 	u := mustGet(t, s, e.Name)
 	if u.Display != e.Display || u.Password != e.Password || !slices.Equal(u.Fields, e.Fields) ||
@@ -104,25 +103,25 @@ func wantUser(t *testing.T, s directory.Store, e importer.Entry, created, update
 // testBulkUpsert: new users are created with the load's stamp, changed ones
 // replaced (keeping Created, bumping Version), equal ones left unchanged,
 // field order kept; the count follows.
-func testBulkUpsert(t *testing.T, s importer.BulkStore) {
+func testBulkUpsert(t *testing.T, s directory.BulkStore) {
 	old := put(t, s, "old@x", fld("tohost", "b1"))
-	b, stamp := begin(t, s, importer.Upsert)
-	many := make([]importer.Entry, 0, 3000)
+	b, stamp := begin(t, s, directory.BulkUpsert)
+	many := make([]directory.BulkEntry, 0, 3000)
 	for i := range 3000 {
 		many = append(many, entry(int64(i+1), fmt.Sprintf("u%05d@x", i), fld("quota", "1"), fld("tohost", "b2"), fld("a", fmt.Sprint(i))))
 	}
-	wantResult(t, write(t, b, many...), importer.WriteResult{Created: 3000})
+	wantResult(t, write(t, b, many...), directory.BulkResult{Created: 3000})
 	changed := entry(5000, "old@x", fld("name", "Old"), fld("tohost", "b9"))
-	wantResult(t, write(t, b, changed), importer.WriteResult{Updated: 1})
+	wantResult(t, write(t, b, changed), directory.BulkResult{Updated: 1})
 	finish(t, b)
 	wantCount(t, s, 3001)
 	wantUser(t, s, many[1234], stamp, stamp, 1)
 	wantUser(t, s, changed, old.Created, stamp, old.Version+1)
 
 	// A second load of the same records changes nothing.
-	b, _ = begin(t, s, importer.Upsert)
-	wantResult(t, write(t, b, many[:10]...), importer.WriteResult{Unchanged: 10})
-	wantResult(t, write(t, b, changed), importer.WriteResult{Unchanged: 1})
+	b, _ = begin(t, s, directory.BulkUpsert)
+	wantResult(t, write(t, b, many[:10]...), directory.BulkResult{Unchanged: 10})
+	wantResult(t, write(t, b, changed), directory.BulkResult{Unchanged: 1})
 	finish(t, b)
 	wantUser(t, s, many[3], stamp, stamp, 1)
 	wantUser(t, s, changed, old.Created, stamp, old.Version+1)
@@ -131,15 +130,15 @@ func testBulkUpsert(t *testing.T, s importer.BulkStore) {
 
 // testBulkDuplicates: a user that an earlier batch of the same load wrote
 // is reported as a duplicate, and the later record wins.
-func testBulkDuplicates(t *testing.T, s importer.BulkStore) {
+func testBulkDuplicates(t *testing.T, s directory.BulkStore) {
 	put(t, s, "pre@x")
-	for _, mode := range []importer.Mode{importer.Upsert, importer.Insert, importer.Replace} {
+	for _, mode := range []directory.BulkMode{directory.BulkUpsert, directory.BulkInsert, directory.BulkReplace} {
 		t.Run(mode.String(), func(t *testing.T) {
 			m := mode.String()
 			b, stamp := begin(t, s, mode)
-			first := []importer.Entry{entry(1, m+"1@x", fld("v", "first")), entry(2, m+"2@x", fld("v", "first"))}
+			first := []directory.BulkEntry{entry(1, m+"1@x", fld("v", "first")), entry(2, m+"2@x", fld("v", "first"))}
 			write(t, b, first...)
-			later := []importer.Entry{entry(7, m+"n@x"), entry(8, m+"2@x", fld("v", "later")), entry(9, m+"1@x", fld("v", "first"))}
+			later := []directory.BulkEntry{entry(7, m+"n@x"), entry(8, m+"2@x", fld("v", "later")), entry(9, m+"1@x", fld("v", "first"))}
 			res := write(t, b, later...)
 			if !slices.Equal(res.Duplicates, []int{1, 2}) {
 				t.Fatalf("duplicates = %v, want [1 2] (%+v)", res.Duplicates, res)
@@ -155,11 +154,11 @@ func testBulkDuplicates(t *testing.T, s importer.BulkStore) {
 
 // testBulkInsert: insert mode leaves users that existed before the load
 // alone and reports them.
-func testBulkInsert(t *testing.T, s importer.BulkStore) {
+func testBulkInsert(t *testing.T, s directory.BulkStore) {
 	before := put(t, s, "exists@x", fld("tohost", "b1"))
-	b, stamp := begin(t, s, importer.Insert)
-	e := []importer.Entry{entry(1, "a@x"), entry(2, "exists@x", fld("tohost", "b2")), entry(3, "b@x")}
-	wantResult(t, write(t, b, e...), importer.WriteResult{Created: 2, Skipped: []int{1}})
+	b, stamp := begin(t, s, directory.BulkInsert)
+	e := []directory.BulkEntry{entry(1, "a@x"), entry(2, "exists@x", fld("tohost", "b2")), entry(3, "b@x")}
+	wantResult(t, write(t, b, e...), directory.BulkResult{Created: 2, Skipped: []int{1}})
 	finish(t, b)
 	if u := mustGet(t, s, "exists@x"); u.Tohost() != "b1" || u.Version != before.Version {
 		t.Fatalf("insert mode changed an existing user: %+v", u)
@@ -171,14 +170,14 @@ func testBulkInsert(t *testing.T, s importer.BulkStore) {
 // testBulkReplace: replace mode deletes the users the load did not have,
 // except the kept names and users written after the load began; users the
 // load found unchanged stay.
-func testBulkReplace(t *testing.T, s importer.BulkStore) {
+func testBulkReplace(t *testing.T, s directory.BulkStore) {
 	for _, n := range []string{"gone1@x", "same@x", "changed@x", "gone2@x", "kept@x"} {
 		put(t, s, n)
 	}
 	same := mustGet(t, s, "same@x")
-	b, _ := begin(t, s, importer.Replace)
+	b, _ := begin(t, s, directory.BulkReplace)
 	res := write(t, b,
-		importer.Entry{Line: 1, Name: "same@x", Display: same.Display, Password: same.Password, Fields: same.Fields},
+		directory.BulkEntry{Line: 1, Name: "same@x", Display: same.Display, Password: same.Password, Fields: same.Fields},
 		entry(2, "changed@x", fld("k", "v")), entry(3, "new@x"))
 	if res.Created != 1 || res.Updated != 1 || res.Unchanged != 1 {
 		t.Fatalf("write result %+v", res)
@@ -211,13 +210,13 @@ func testBulkReplace(t *testing.T, s importer.BulkStore) {
 
 // testBulkInterrupted: a load closed without Finish keeps its committed
 // batches; running it again gives the state a whole load gives.
-func testBulkInterrupted(t *testing.T, s importer.BulkStore) {
+func testBulkInterrupted(t *testing.T, s directory.BulkStore) {
 	put(t, s, "other@x")
-	all := make([]importer.Entry, 0, 40)
+	all := make([]directory.BulkEntry, 0, 40)
 	for i := range 40 {
 		all = append(all, entry(int64(i+1), fmt.Sprintf("i%02d@x", i), fld("n", fmt.Sprint(i))))
 	}
-	b, _ := begin(t, s, importer.Replace)
+	b, _ := begin(t, s, directory.BulkReplace)
 	write(t, b, all[:10]...)
 	write(t, b, all[10:20]...)
 	if err := b.Close(ctx); err != nil { // interrupted: no Finish
@@ -226,7 +225,7 @@ func testBulkInterrupted(t *testing.T, s importer.BulkStore) {
 	wantCount(t, s, 21) // nothing deleted, whole batches kept
 	mustGet(t, s, "other@x")
 
-	b, stamp := begin(t, s, importer.Replace)
+	b, stamp := begin(t, s, directory.BulkReplace)
 	for i := 0; i < 40; i += 10 {
 		write(t, b, all[i:i+10]...)
 	}
@@ -247,8 +246,8 @@ func testBulkInterrupted(t *testing.T, s importer.BulkStore) {
 }
 
 // testBulkConcurrent: Concurrency() writers with disjoint names.
-func testBulkConcurrent(t *testing.T, s importer.BulkStore) {
-	b, _ := begin(t, s, importer.Upsert)
+func testBulkConcurrent(t *testing.T, s directory.BulkStore) {
+	b, _ := begin(t, s, directory.BulkUpsert)
 	n := b.Concurrency()
 	if n < 1 {
 		t.Fatalf("concurrency %d", n)
@@ -257,7 +256,7 @@ func testBulkConcurrent(t *testing.T, s importer.BulkStore) {
 	var wg sync.WaitGroup
 	for w := range n * 2 {
 		wg.Go(func() {
-			batch := make([]importer.Entry, per)
+			batch := make([]directory.BulkEntry, per)
 			for i := range batch {
 				batch[i] = entry(int64(w*per+i+1), fmt.Sprintf("w%d-%04d@x", w, i))
 			}
@@ -274,13 +273,13 @@ func testBulkConcurrent(t *testing.T, s importer.BulkStore) {
 
 // testBulkExclusive: a second load waits its turn (an error), and may
 // begin once the first is closed.
-func testBulkExclusive(t *testing.T, s importer.BulkStore) {
-	b, _ := begin(t, s, importer.Upsert)
-	if b2, err := s.BeginBulk(ctx, importer.BulkOptions{Stamp: time.Now()}); err == nil {
+func testBulkExclusive(t *testing.T, s directory.BulkStore) {
+	b, _ := begin(t, s, directory.BulkUpsert)
+	if b2, err := s.BeginBulk(ctx, directory.BulkOptions{Stamp: time.Now()}); err == nil {
 		b2.Close(ctx)
 		t.Fatal("two loads at once")
 	}
 	finish(t, b)
-	b, _ = begin(t, s, importer.Upsert)
+	b, _ = begin(t, s, directory.BulkUpsert)
 	finish(t, b)
 }

@@ -1,71 +1,72 @@
-package importer
+package directory
 
 import (
 	"context"
 	"time"
-
-	"github.com/tohost/tohost/directory"
 )
 
-// Mode says what an import does with users that already exist.
-type Mode int
+// Bulk loading: a store that can take many users at once, in large
+// transactions, implements BulkStore; directory/importer feeds it.
+
+// BulkMode says what an import does with users that already exist.
+type BulkMode int
 
 const (
-	// Upsert inserts new users and replaces existing ones (the default).
-	Upsert Mode = iota
-	// Insert inserts new users; existing ones are left alone and reported.
-	Insert
-	// Replace makes the directory hold exactly the file's users: it
+	// BulkUpsert inserts new users and replaces existing ones (the default).
+	BulkUpsert BulkMode = iota
+	// BulkInsert inserts new users; existing ones are left alone and reported.
+	BulkInsert
+	// BulkReplace makes the directory hold exactly the file's users: it
 	// upserts them, then deletes every user the load did not write.
-	Replace
+	BulkReplace
 )
 
-func (m Mode) String() string {
+func (m BulkMode) String() string {
 	switch m {
-	case Insert:
+	case BulkInsert:
 		return "insert"
-	case Replace:
+	case BulkReplace:
 		return "replace"
 	}
 	return "upsert"
 }
 
-// ParseMode parses "upsert", "insert" or "replace".
-func ParseMode(s string) (Mode, error) {
-	for _, m := range []Mode{Upsert, Insert, Replace} {
+// ParseBulkMode parses "upsert", "insert" or "replace".
+func ParseBulkMode(s string) (BulkMode, error) {
+	for _, m := range []BulkMode{BulkUpsert, BulkInsert, BulkReplace} {
 		if s == m.String() {
 			return m, nil
 		}
 	}
-	return 0, &directory.InputError{Msg: "unknown mode " + s + " (upsert, insert or replace)"}
+	return 0, &InputError{Msg: "unknown mode " + s + " (upsert, insert or replace)"}
 }
 
-// Entry is one valid user, ready to store: the name is normalized, the
+// BulkEntry is one valid user, ready to store: the name is normalized, the
 // password is in its stored form, fields are valid, non-empty and have
 // distinct labels.
-type Entry struct {
+type BulkEntry struct {
 	Line     int64 // where the record starts in the input, for reports
 	Name     string
 	Display  string
 	Password string
-	Fields   []directory.Field
+	Fields   []Field
 }
 
 // Tohost returns the entry's tohost field ("" if unset).
-func (e *Entry) Tohost() string {
+func (e *BulkEntry) Tohost() string {
 	for _, f := range e.Fields {
-		if f.Label == directory.LabelTohost {
+		if f.Label == LabelTohost {
 			return f.Value
 		}
 	}
 	return ""
 }
 
-// BulkStore is a directory.Store that loads many users at once, in large
+// BulkStore is a Store that loads many users at once, in large
 // transactions, without going through Update one user at a time. The
 // embedded and the Postgres stores implement it.
 type BulkStore interface {
-	directory.Store
+	Store
 	// BeginBulk starts a load. Only one load runs on a store at a time;
 	// a second one gets an error.
 	BeginBulk(ctx context.Context, opts BulkOptions) (Bulk, error)
@@ -73,7 +74,7 @@ type BulkStore interface {
 
 // BulkOptions configure a load.
 type BulkOptions struct {
-	Mode Mode
+	Mode BulkMode
 	// Stamp is the Created (new users) and Updated time of every user the
 	// load writes, in whole microseconds. It also marks them: a user whose
 	// Updated equals Stamp was written by this load (an earlier line of
@@ -97,7 +98,7 @@ type Bulk interface {
 	// Concurrency is how many Writes may run at once.
 	Concurrency() int
 	// Write stores a batch of entries, whose names are distinct.
-	Write(ctx context.Context, entries []Entry) (WriteResult, error)
+	Write(ctx context.Context, entries []BulkEntry) (BulkResult, error)
 	// Finish completes a load that read its whole input. In replace mode
 	// it deletes every user the load did not write, except the names in
 	// keep (users whose records were rejected: they are not deleted for a
@@ -109,9 +110,9 @@ type Bulk interface {
 	Close(ctx context.Context) error
 }
 
-// WriteResult says what a Write did with each entry. Entries that are in
+// BulkResult says what a Write did with each entry. Entries that are in
 // none of the lists were Created, Updated or Unchanged.
-type WriteResult struct {
+type BulkResult struct {
 	Created, Updated int
 	// Unchanged counts existing users whose record equals the entry: a
 	// store need not rewrite them (but must remember, in replace mode,
