@@ -51,7 +51,10 @@ error, and any error makes the exit status non-zero. It prints one summary line:
 Modes: lookup, check (--miss: that fraction asks for unknown users / wrong
 passwords, which must be refused), set (writes users --first .. --first+--users-1
 once each: loads a directory and measures durable writes/s; runs until all are
-written unless --duration is given), echo-server (serves the bare line-echo
+written unless --duration is given), imap-login and pop3-login (--directory is
+then an IMAP or POP3 server, a proxy or a backend: each request is a whole session,
+connect, greeting, LOGIN or USER/PASS, LOGOUT or QUIT; --miss sends that fraction
+of wrong passwords, which must be refused), echo-server (serves the bare line-echo
 server on --listen until interrupted: the physical limit to compare with; bench it
 with --mode lookup --accept-any).`,
 		Args: cobra.NoArgs,
@@ -82,7 +85,11 @@ with --mode lookup --accept-any).`,
 			if f.mode == bench.ModeSet && !cmd.Flags().Changed("duration") && !durationFromEnv {
 				d = 0 // set: until every user is written
 			}
-			res, err := bench.Run(ctx, bench.Config{
+			run := bench.Run
+			if f.mode == bench.ModeIMAPLogin || f.mode == bench.ModePOP3Login {
+				run = bench.RunLogins
+			}
+			res, err := run(ctx, bench.Config{
 				Addr: f.addr, Mode: f.mode, Conns: f.conns, Depth: f.depth, Duration: d, Count: f.count,
 				Users: f.users, First: f.first, Miss: f.miss, Seed: f.seed, Timeout: f.timeout,
 				VerifyHost: f.verifyHost, AcceptAny: f.acceptAny, Secret: f.secret, Log: cmd.ErrOrStderr(),
@@ -94,7 +101,7 @@ with --mode lookup --accept-any).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set or echo-server")
+	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login or echo-server")
 	fl.StringVar(&f.addr, "directory", "127.0.0.1:4020", "directory address (echo-server: the address to listen on, unless --listen is given)")
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "old name of --directory")
 	fl.MarkDeprecated("addr", "use --directory")
