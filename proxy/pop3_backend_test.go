@@ -406,6 +406,14 @@ func (pc *pop3Client) closed() {
 	}
 }
 
+// gone checks that the server has closed the connection: a probe
+// command gets no answer (an open connection would answer it at once).
+func (pc *pop3Client) gone() {
+	pc.t.Helper()
+	pc.c.Write([]byte("NOOP\r\n")) // may fail: the connection is closed
+	pc.closed()
+}
+
 // startTLS upgrades the client after +OK to STLS, trusting pool.
 func (pc *pop3Client) startTLS(pool *x509.CertPool) {
 	pc.t.Helper()

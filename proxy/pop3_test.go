@@ -117,7 +117,7 @@ func TestPOP3STLSInjection(t *testing.T) {
 	pc := e.dial(t)
 	pc.send("STLS\r\nUSER alice\r\n") // a command before the handshake
 	pc.expect("+OK")
-	pc.closed()
+	pc.gone()
 }
 
 func TestPOP3RequireTLS(t *testing.T) {
@@ -285,7 +285,7 @@ func TestPOP3TooManyBadCommands(t *testing.T) {
 	pc.cmd("CAPA", "+OK") // good commands do not count
 	pc.multi()
 	pc.cmd("NOPE", "-ERR Too many invalid commands")
-	pc.closed()
+	pc.gone()
 }
 
 func TestPOP3Pipelined(t *testing.T) {
@@ -489,7 +489,7 @@ func TestPOP3TooManyFailures(t *testing.T) {
 		t.Fatalf("unknown user: %q", l) // the same words as a wrong password
 	}
 	pc.cmd("AUTH PLAIN "+pop3B64("\x00alice\x00nope"), "-ERR [AUTH] Authentication failed.")
-	pc.closed()
+	pc.gone()
 }
 
 func TestPOP3Penalty(t *testing.T) {
