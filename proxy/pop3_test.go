@@ -180,7 +180,9 @@ func TestPOP3AuthPlain(t *testing.T) {
 	})
 	t.Run("challenge", func(t *testing.T) {
 		pc := e.dial(t)
-		pc.cmd("auth plain", "+ ")
+		if l := pc.cmd("auth plain", "+ "); l != "+ " { // an empty challenge
+			t.Fatalf("challenge %q", l)
+		}
 		pc.cmd(pop3B64("alice\x00alice\x00secret"), "+OK Logged in as alice.") // own authzid
 		pc.relayed()
 	})
@@ -564,9 +566,10 @@ func TestPOP3Metrics(t *testing.T) {
 	pc.relayed()
 }
 
-// TestPOP3Curl runs curl through the proxy: a listing and a retrieval,
-// with curl's own choice of login (SASL LOGIN) and with AUTH PLAIN and an
-// initial response.
+// TestPOP3Curl runs curl through the proxy: a listing and retrievals,
+// with curl's own choice of login (AUTH PLAIN, the response after a
+// challenge), with AUTH PLAIN and an initial response, and with AUTH
+// LOGIN.
 func TestPOP3Curl(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
@@ -602,6 +605,12 @@ func TestPOP3Curl(t *testing.T) {
 	t.Run("plain-ir", func(t *testing.T) {
 		if out := run(t, "/2", "--login-options", "AUTH=PLAIN", "--sasl-ir"); out != pop3TestMessages[1] {
 			t.Fatalf("message 2: %q, want %q", out, pop3TestMessages[1])
+		}
+		e.be.login(t)
+	})
+	t.Run("login", func(t *testing.T) {
+		if out := run(t, "/1", "--login-options", "AUTH=LOGIN"); out != pop3TestMessages[0] {
+			t.Fatalf("message 1: %q, want %q", out, pop3TestMessages[0])
 		}
 		e.be.login(t)
 	})
