@@ -111,7 +111,7 @@ func (p *Proxy) newSession(c net.Conn, proto Protocol) *session {
 		p:     p,
 		proto: proto,
 		c:     c,
-		r:     bufio.NewReaderSize(c, 4096),
+		r:     bufio.NewReaderSize(c, MaxLine+2), // a whole line of MaxLine and its CR LF
 		ip:    ip,
 		log:   p.log.With("protocol", proto.String(), "client", ip.String()),
 	}
