@@ -278,6 +278,19 @@ func TestIMAPBackendLiteralPlus(t *testing.T) {
 	}
 }
 
+func TestIMAPBackendRefusesLiteral(t *testing.T) {
+	e := newIMAPEnv(t, Config{}, fakeIMAPConfig{noSyncLit: true, users: map[string]string{"bob": `se"cret`}})
+	e.dir.add("bob", `se"cret`, e.be.addr)
+	c := e.dial(t)
+	if got := last(c.cmd("a", `LOGIN bob "se\"cret"`)); got != "a NO [UNAVAILABLE] Backend unavailable, try again later" {
+		t.Fatalf("got %q", got)
+	}
+	// The literal's data was not sent after the refusal.
+	if cmds := e.be.commands(); strings.Join(cmds, ",") != "(literal refused)" {
+		t.Errorf("backend commands %q", cmds)
+	}
+}
+
 func plain(authz, user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + user + "\x00" + pass))
 }

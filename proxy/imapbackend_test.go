@@ -33,6 +33,7 @@ type fakeIMAPConfig struct {
 	okCaps      bool              // [CAPABILITY ...] in LOGIN's OK
 	literalPlus bool              // announce LITERAL+ before login
 	proxyHeader bool              // connections start with a PROXY header
+	noSyncLit   bool              // refuse synchronising literals with a tagged NO
 }
 
 // fakeLogin is a LOGIN the backend received.
@@ -169,10 +170,14 @@ func (f *fakeIMAP) commands() []string {
 // fakeSource reads a client's commands for the fake backend, recording
 // them as sent.
 type fakeSource struct {
-	r   *bufio.Reader
-	w   io.Writer
-	raw strings.Builder
+	r         *bufio.Reader
+	w         io.Writer
+	raw       strings.Builder
+	noSyncLit bool
 }
+
+// errLiteralRefused: a synchronising literal the fake backend refused.
+var errLiteralRefused = errors.New("literal refused")
 
 func (s *fakeSource) readLine() (string, error) {
 	line, err := s.r.ReadString('\n')
@@ -184,6 +189,11 @@ func (s *fakeSource) readLine() (string, error) {
 }
 
 func (s *fakeSource) readLiteral(n int, sync bool) ([]byte, error) {
+	if sync && s.noSyncLit {
+		tag, _, _ := strings.Cut(s.raw.String(), " ")
+		io.WriteString(s.w, tag+" NO No literals here\r\n")
+		return nil, errLiteralRefused
+	}
 	if sync {
 		io.WriteString(s.w, "+ go ahead\r\n")
 	}
@@ -220,7 +230,7 @@ func (f *fakeIMAP) conn(c net.Conn) {
 		return s
 	}
 	w := c
-	src := &fakeSource{r: bufio.NewReader(c), w: w}
+	src := &fakeSource{r: bufio.NewReader(c), w: w, noSyncLit: f.cfg.noSyncLit}
 	say := func(lines ...string) {
 		io.WriteString(w, strings.Join(lines, "\r\n")+"\r\n")
 	}
@@ -234,7 +244,16 @@ func (f *fakeIMAP) conn(c net.Conn) {
 		cmd, err := readIMAPCommand(src)
 		var syntax *imapSyntaxError
 		if errors.As(err, &syntax) {
+			f.mu.Lock()
+			f.cmds = append(f.cmds, "(bad)")
+			f.mu.Unlock()
 			say(syntax.tag + " BAD " + syntax.text)
+			continue
+		}
+		if errors.Is(err, errLiteralRefused) {
+			f.mu.Lock()
+			f.cmds = append(f.cmds, "(literal refused)")
+			f.mu.Unlock()
 			continue
 		}
 		if err != nil {
