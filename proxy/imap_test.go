@@ -475,6 +475,15 @@ func TestIMAPLimits(t *testing.T) {
 	})
 }
 
+func TestIMAPIdleBeforeLogin(t *testing.T) {
+	e := newIMAPEnv(t, Config{LoginTimeout: 50 * time.Millisecond}, fakeIMAPConfig{})
+	c := e.dial(t)
+	if got := c.line(); got != "* BYE Autologout; idle for too long" {
+		t.Fatalf("got %q", got)
+	}
+	c.expectEOF()
+}
+
 func TestIMAPBeforeLogin(t *testing.T) {
 	e := newIMAPEnv(t, Config{}, fakeIMAPConfig{})
 	c := e.dial(t)
