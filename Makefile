@@ -28,5 +28,6 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFilter -fuzztime $(FUZZTIME) ./directory/ldap/
 	$(GO) test -run '^$$' -fuzz FuzzServer -fuzztime $(FUZZTIME) ./directory/ldap/
 	$(GO) test -run '^$$' -fuzz FuzzImport -fuzztime $(FUZZTIME) ./directory/importer/
+	$(GO) test -run '^$$' -fuzz FuzzIMAPCommand -fuzztime $(FUZZTIME) ./proxy/
 	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) .
 	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzParseSearch -fuzztime $(FUZZTIME) .
