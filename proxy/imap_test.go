@@ -285,7 +285,12 @@ func TestIMAPBackendRefusesLiteral(t *testing.T) {
 	if got := last(c.cmd("a", `LOGIN bob "se\"cret"`)); got != "a NO [UNAVAILABLE] Backend unavailable, try again later" {
 		t.Fatalf("got %q", got)
 	}
-	// The literal's data was not sent after the refusal.
+	// The literal's data was not sent after the refusal. The fake backend
+	// records the refusal just after sending it: wait for the record (the
+	// deadline is a hang guard).
+	for deadline := time.Now().Add(20 * time.Second); len(e.be.commands()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if cmds := e.be.commands(); strings.Join(cmds, ",") != "(literal refused)" {
 		t.Errorf("backend commands %q", cmds)
 	}
