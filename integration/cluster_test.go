@@ -11,20 +11,24 @@ import (
 	"github.com/tohost/tohost/internal/testservices"
 )
 
-// eventually repeats a request until its reply is want, for up to d.
-func (c *conn) eventually(d time.Duration, req, want string) time.Duration {
+// hangGuard bounds a wait for something that must happen. It only keeps
+// a broken build from hanging the suite: it says nothing about speed.
+const hangGuard = 30 * time.Second
+
+// eventually repeats a request until its reply is want; the hang guard
+// fails the test.
+func (c *conn) eventually(req, want string) {
 	c.t.Helper()
-	start := time.Now()
+	deadline := time.Now().Add(hangGuard)
 	var got string
-	for time.Since(start) < d {
+	for time.Now().Before(deadline) {
 		c.write(req + "\r\n")
 		if got = c.line(); got == want {
-			return time.Since(start)
+			return
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	c.t.Fatalf("%s: still %q after %v, want %q", req, got, d, want)
-	return 0
+	c.t.Fatalf("%s: still %q after %v, want %q", req, got, hangGuard, want)
 }
 
 func (c *conn) expect(req, want string) {
@@ -36,8 +40,8 @@ func (c *conn) expect(req, want string) {
 }
 
 // TestTwoNodesOneTruth: two directory processes on one Postgres and one
-// Redis; a write through one is seen through the other within 100 ms,
-// because it is invalidated, not because a TTL ran out.
+// Redis; a write through one is seen through the other, because it is
+// invalidated: every TTL is an hour.
 func TestTwoNodesOneTruth(t *testing.T) {
 	pg := testservices.Postgres(t)
 	redisAddr, prefix := testservices.Redis(t)
@@ -47,16 +51,14 @@ func TestTwoNodesOneTruth(t *testing.T) {
 	b := dial(t, startDirectory(t, t.TempDir(), shared...).addr)
 
 	a.expect("set u@x pw tohost=backend1", "+OK u@x added to database")
-	b.eventually(time.Second, "lookup u@x", `+OK u@x config 0 tohost="backend1"`)
+	b.eventually("lookup u@x", `+OK u@x config 0 tohost="backend1"`)
 	for i := 0; i < 3; i++ { // B now serves it from its caches
 		b.expect("lookup u@x", `+OK u@x config 0 tohost="backend1"`)
 	}
 	a.expect("set u@x (NULL) tohost=backend2", "+OK u@x added to database")
-	took := b.eventually(100*time.Millisecond, "lookup u@x", `+OK u@x config 0 tohost="backend2"`)
-	t.Logf("set through A seen through B after %v", took)
+	b.eventually("lookup u@x", `+OK u@x config 0 tohost="backend2"`)
 	a.expect("del u@x", "+OK u@x deleted")
-	took = b.eventually(100*time.Millisecond, "lookup u@x", "-ERR u@x does not exist")
-	t.Logf("del through A seen through B after %v", took)
+	b.eventually("lookup u@x", "-ERR u@x does not exist")
 }
 
 // TestPostgresOutage: with Postgres down, cached users are still served,
@@ -81,7 +83,7 @@ func TestPostgresOutage(t *testing.T) {
 	c.expect("del u3@x", "-DEAD directory unavailable")
 
 	pg.start()
-	c.eventually(20*time.Second, "set u9@x pw tohost=b9", "+OK u9@x added to database")
+	c.eventually("set u9@x pw tohost=b9", "+OK u9@x added to database")
 	c.expect("lookup u9@x", `+OK u9@x config 0 tohost="b9"`)
 	c.expect("lookup stranger@x", "-ERR stranger@x does not exist")
 }
@@ -127,7 +129,8 @@ func TestMigrateCommand(t *testing.T) {
 }
 
 // TestPostgresHangs: a database that stops answering without closing its
-// connections turns into -DEAD after --postgres-timeout, not a hang.
+// connections turns into -DEAD after --postgres-timeout, not a hang (the
+// connection's read deadline fails a hang).
 func TestPostgresHangs(t *testing.T) {
 	pg := startPrivatePostgres(t)
 	d := startDirectory(t, t.TempDir(), "--postgres", pg.url(), "--postgres-timeout", "300ms")
@@ -136,13 +139,9 @@ func TestPostgresHangs(t *testing.T) {
 	c.expect("lookup u@x", "+OK u@x config 0")
 	pg.freeze(syscall.SIGSTOP)
 	defer pg.freeze(syscall.SIGCONT)
-	start := time.Now()
 	c.expect("lookup stranger@x", "-DEAD directory unavailable")
 	c.expect("set v@x pw", "-DEAD directory unavailable")
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("two requests to a hung database took %v", took)
-	}
 	c.expect("lookup u@x", "+OK u@x config 0") // cached
 	pg.freeze(syscall.SIGCONT)
-	c.eventually(10*time.Second, "set v@x pw", "+OK v@x added to database")
+	c.eventually("set v@x pw", "+OK v@x added to database")
 }

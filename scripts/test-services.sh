@@ -7,10 +7,10 @@
 #
 # Reachable: does nothing and prints nothing. Installed but stopped: starts
 # them. Missing: installs them with apt-get (as root, or with sudo -n), then
-# starts them. TOHOST_TEST_POSTGRES (a postgres:// URL) and TOHOST_TEST_REDIS
+# starts them. The client tools some tests run (ldapsearch from ldap-utils,
+# strace) are installed the same way when missing. TOHOST_TEST_POSTGRES (a postgres:// URL) and TOHOST_TEST_REDIS
 # (host:port) point the tests at other servers; when set, the script only
 # waits for those. TOHOST_TEST_WAIT bounds each wait (seconds, default 60).
-# The tools some tests run (OpenLDAP's clients, strace) are installed too.
 # Exits non-zero, saying how to start what is missing, when it cannot.
 set -uo pipefail
 
@@ -203,13 +203,17 @@ redis_help() {
 
 # ---- install ----------------------------------------------------------------
 
+# APT_UPDATED is set once apt-get update has run: one per script run.
+APT_UPDATED=
+
 # install_packages installs Debian packages; apt's own output goes to a log
 # shown only when it fails.
 install_packages() {
 	local out
 	out=$(mktemp)
 	say "installing $* with apt-get"
-	if as_root env DEBIAN_FRONTEND=noninteractive apt-get update >"$out" 2>&1 &&
+	if { [ -n "$APT_UPDATED" ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get update >"$out" 2>&1; } &&
+		APT_UPDATED=1 &&
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$out" 2>&1; then
 		rm -f "$out"
 		return 0
@@ -217,6 +221,16 @@ install_packages() {
 	cat "$out" >&2
 	rm -f "$out"
 	say "could not install $*"
+	return 1
+}
+
+# need_pkg installs Debian package PKG when command CMD is missing; silent
+# when it is there.
+need_pkg() {
+	local cmd=$1 pkg=$2
+	have "$cmd" && return 0
+	install_packages "$pkg" && have "$cmd" && return 0
+	say "the tests need $cmd: apt-get update && apt-get install -y $pkg"
 	return 1
 }
 
@@ -243,13 +257,9 @@ main() {
 		ensure_redis || { redis_help; failed=1; }
 	fi
 	# The LDAP tests drive the server with OpenLDAP's own client tools.
-	if ! have ldapsearch; then
-		install_packages ldap-utils || { say "the LDAP tests need ldap-utils: apt-get install -y ldap-utils"; failed=1; }
-	fi
+	need_pkg ldapsearch ldap-utils || failed=1
 	# The durability test watches the directory's system calls with strace.
-	if ! have strace; then
-		install_packages strace || { say "the durability test needs strace: apt-get install -y strace"; failed=1; }
-	fi
+	need_pkg strace strace || failed=1
 	if have strace && ! strace -f -o /dev/null true >/dev/null 2>&1; then
 		say "strace cannot trace here (is ptrace denied?); the durability test will fail"
 	fi

@@ -270,17 +270,21 @@ func (c *Local) Close() error {
 }
 
 // coarseClock is a clock read with one atomic load, ticking every 50 ms:
-// TTLs of seconds do not need time.Now on every hit.
+// TTLs of seconds do not need time.Now on every hit. Once stopped it no
+// longer moves, which lets tests set it.
 type coarseClock struct {
-	ns   atomic.Int64
-	done chan struct{}
-	once sync.Once
+	ns      atomic.Int64
+	done    chan struct{}
+	stopped chan struct{} // closed when the ticking goroutine has returned
+	once    sync.Once
 }
 
 func (k *coarseClock) start() {
 	k.ns.Store(time.Now().UnixNano())
 	k.done = make(chan struct{})
+	k.stopped = make(chan struct{})
 	go func() {
+		defer close(k.stopped)
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -296,4 +300,8 @@ func (k *coarseClock) start() {
 
 func (k *coarseClock) now() int64 { return k.ns.Load() }
 
-func (k *coarseClock) stop() { k.once.Do(func() { close(k.done) }) }
+// stop ends the ticking and returns once the clock can no longer move.
+func (k *coarseClock) stop() {
+	k.once.Do(func() { close(k.done) })
+	<-k.stopped
+}

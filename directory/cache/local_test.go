@@ -89,19 +89,41 @@ func TestLocalHitsAndInvalidation(t *testing.T) {
 	}
 }
 
+// advance stops c's clock ticking and moves it forward by d.
+func advance(c *Local, d time.Duration) {
+	c.clock.stop()
+	c.clock.ns.Add(int64(d))
+}
+
 func TestLocalTTL(t *testing.T) {
 	next := newBolt(t)
-	c := NewLocal(next, LocalOptions{Size: 10, TTL: 100 * time.Millisecond})
+	const ttl = time.Hour
+	c := NewLocal(next, LocalOptions{Size: 10, TTL: ttl, NegativeTTL: 2 * ttl})
 	defer c.Close()
+	advance(c, 0)             // the clock moves only when the test says so
 	set(t, next, "a@x", "h1") // written behind the cache's back
 	c.Get(ctx, "a@x")
+	c.Get(ctx, "gone@x") // a cached miss
 	set(t, next, "a@x", "h2")
+	set(t, next, "gone@x", "h3")
 	if u, _ := c.Get(ctx, "a@x"); u.Tohost() != "h1" {
 		t.Fatalf("expected the cached value before the TTL, got %q", u.Tohost())
 	}
-	time.Sleep(300 * time.Millisecond)
+	advance(c, ttl-1)
+	if u, _ := c.Get(ctx, "a@x"); u.Tohost() != "h1" {
+		t.Fatalf("expected the cached value until the TTL, got %q", u.Tohost())
+	}
+	advance(c, 1)
 	if u, _ := c.Get(ctx, "a@x"); u.Tohost() != "h2" {
 		t.Fatalf("after TTL: %q", u.Tohost())
+	}
+	// A miss is remembered for NegativeTTL, not TTL.
+	if _, err := c.Get(ctx, "gone@x"); !errors.Is(err, directory.ErrNotFound) {
+		t.Fatalf("miss before NegativeTTL: %v", err)
+	}
+	advance(c, ttl)
+	if u, err := c.Get(ctx, "gone@x"); err != nil || u.Tohost() != "h3" {
+		t.Fatalf("miss after NegativeTTL: %v %v", u, err)
 	}
 }
 

@@ -30,6 +30,7 @@ type harness struct {
 	t      testing.TB
 	addr   string
 	svc    *directory.Service
+	srv    *Server
 	store  directory.Store
 	cancel context.CancelFunc
 	done   chan error
@@ -86,6 +87,7 @@ func start(t testing.TB, o options) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	srv := New(svc, cfg)
+	h.srv = srv
 	go func() { h.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		h.stop()

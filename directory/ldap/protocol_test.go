@@ -266,9 +266,9 @@ func TestMaxConns(t *testing.T) {
 	over := h.raw()
 	over.expectClosed(goldap.LDAPResultUnavailable)
 	first.c.Close()
-	// The slot comes back once the server has seen the first one go;
-	// the deadline only guards against a hang.
-	deadline := time.Now().Add(20 * time.Second)
+	// The slot comes back when the first connection ends: the server
+	// notices the close on its own time, so poll, with a hang guard only.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		rc := h.raw()
 		rc.send(whoAmIOp())
@@ -276,6 +276,7 @@ func TestMaxConns(t *testing.T) {
 		if err == nil && p.Children[0].Value.(int64) == 1 {
 			break
 		}
+		rc.c.Close()
 		if time.Now().After(deadline) {
 			t.Fatal("slot not released")
 		}
@@ -295,33 +296,56 @@ func TestGracefulStop(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	h := start(t, options{cfg: Config{AnonymousRead: true, IdleTimeout: 400 * time.Millisecond}})
+	gate := listen.NewGate(listen.Config{Logger: discardLog})
+	h := start(t, options{cfg: Config{AnonymousRead: true, IdleTimeout: 400 * time.Millisecond}, gate: gate})
 	fill(h, 1000)
-	idle, busy := h.raw(), h.raw()
-	for i := 0; i < 10; i++ { // 1 s of a request every 100 ms
-		busy.alive()
-		time.Sleep(100 * time.Millisecond)
+	// busy is opened first and keeps sending requests until the server
+	// has closed idle: by then busy has lived longer than the idle
+	// timeout, and its requests must have kept it open.
+	busy, idle := h.raw(), h.raw()
+	busy.alive()
+	closed := make(chan error, 1)
+	go func() {
+		_, err := idle.r.ReadByte() // until the server closes it (raw's deadline is the hang guard)
+		closed <- err
+	}()
+	var err error
+wait:
+	for {
+		select {
+		case err = <-closed:
+			break wait
+		default:
+			busy.alive()
+		}
 	}
-	if _, err := idle.r.ReadByte(); !errors.Is(err, io.EOF) {
+	if !errors.Is(err, io.EOF) {
 		t.Errorf("idle connection: %v, want EOF", err)
 	}
 	busy.alive()
 
 	// A client that sends searches and never reads the answers is cut
 	// off too: it cannot hold the server's shutdown.
+	busy.c.Close()
 	stalled := h.raw()
+	stalled.alive() // accepted: it holds a slot
 	sr, _ := encodeSearch(goldap.NewSearchRequest(testBase, goldap.ScopeWholeSubtree, 0, 0, 0, false, "(uid=*)", nil, nil))
 	var b bytes.Buffer
 	for i := 0; i < 100; i++ {
 		b.Write(stalled.message(sr))
 	}
 	stalled.write(b.Bytes())
-	time.Sleep(200 * time.Millisecond)
-	t0 := time.Now()
-	h.stop()
-	if d := time.Since(t0); d > 3*time.Second {
-		t.Errorf("stop took %v", d)
+	// The answers are megabytes: the server soon cannot write more, and
+	// must close the connection rather than wait for the client. Once it
+	// did, no connection is open.
+	deadline := time.Now().Add(30 * time.Second) // a hang guard
+	for gate.Open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that does not read its answers is never cut off")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	h.stop() // fails the test if the server does not stop
 }
 
 // searchWith builds a subtree search of base with a hand-made filter,

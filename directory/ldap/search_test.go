@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
 	"github.com/jimlambrt/gldap"
@@ -264,11 +263,12 @@ func TestFilters(t *testing.T) {
 }
 
 // countingStore counts the users Search hands out: equality on uid and mail
-// must be answered by lookups, not by scanning.
+// must be answered by lookups, not by scanning. While stall is set, a
+// search holds each user until its context is done or stall is closed.
 type countingStore struct {
 	directory.Store
 	gets, scanned atomic.Int64
-	delay         time.Duration
+	stall         atomic.Pointer[chan struct{}]
 }
 
 func (s *countingStore) Get(ctx context.Context, name string) (*directory.User, error) {
@@ -279,7 +279,13 @@ func (s *countingStore) Get(ctx context.Context, name string) (*directory.User, 
 func (s *countingStore) Search(ctx context.Context, m directory.Match, fn func(*directory.User) error) error {
 	return s.Store.Search(ctx, m, func(u *directory.User) error {
 		s.scanned.Add(1)
-		time.Sleep(s.delay)
+		if stall := s.stall.Load(); stall != nil {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-*stall:
+			}
+		}
 		return fn(u)
 	})
 }
@@ -368,7 +374,13 @@ func TestSizeAndTimeLimits(t *testing.T) {
 	if err != nil || len(res.Entries) != 20 {
 		t.Errorf("size limit 20 of 20: %v", err)
 	}
-	cs.delay = 100 * time.Millisecond // 2 s for 20 users
+	// A search the store holds up until its time limit (1 s, the least
+	// LDAP can ask) ends with timeLimitExceeded. Should the limit not
+	// work, the search waits for the client's own timeout and fails; the
+	// store is released when the test ends.
+	stall := make(chan struct{})
+	cs.stall.Store(&stall)
+	t.Cleanup(func() { close(stall) })
 	_, err = c.Search(goldap.NewSearchRequest("ou=users,"+testBase, goldap.ScopeSingleLevel, 0, 0, 1, false, "(uid=*)", nil, nil))
 	wantCode(t, err, goldap.LDAPResultTimeLimitExceeded)
 }

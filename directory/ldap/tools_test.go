@@ -13,7 +13,8 @@ import (
 )
 
 // These tests run the OpenLDAP client tools (Debian package ldap-utils)
-// against the server: what mail software built on libldap sends.
+// against the server: what mail software built on libldap sends. They are
+// required, never skipped: scripts/test-services.sh installs them.
 
 // tool runs an ldap-utils command with no configuration file (LDAPNOINIT
 // would also ignore the LDAPTLS_* variables), and returns its output and
@@ -22,7 +23,7 @@ func tool(t *testing.T, env []string, stdin string, name string, args ...string)
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not installed (apt-get install ldap-utils)", name)
+		t.Fatalf("%s not installed: the LDAP tests require the OpenLDAP client tools (Debian package ldap-utils); `make test` installs them through scripts/test-services.sh", name)
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), "LDAPCONF=/dev/null", "HOME="+t.TempDir())

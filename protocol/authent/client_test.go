@@ -50,8 +50,25 @@ type fakeDir struct {
 	ln       net.Listener
 	accepted int
 	lines    []string
+	newLine  chan struct{} // closed and replaced when a line is added
 	live     map[net.Conn]struct{}
 	wg       sync.WaitGroup
+}
+
+// hangGuard bounds a wait for something that must happen. It only keeps
+// a broken build from hanging the suite: it says nothing about speed.
+const hangGuard = 30 * time.Second
+
+// waitUntil polls cond until it holds; the hang guard fails the test.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not after %v", what, hangGuard)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func startFake(t testing.TB, name, addr string) *fakeDir {
@@ -61,7 +78,7 @@ func startFake(t testing.TB, name, addr string) *fakeDir {
 
 func startFakeTLS(t testing.TB, name, addr string, conf *tls.Config) *fakeDir {
 	t.Helper()
-	f := &fakeDir{t: t, name: name, tls: conf, live: map[net.Conn]struct{}{}}
+	f := &fakeDir{t: t, name: name, tls: conf, live: map[net.Conn]struct{}{}, newLine: make(chan struct{})}
 	f.listen(addr)
 	t.Cleanup(f.Close)
 	return f
@@ -113,6 +130,35 @@ func (f *fakeDir) Lines() []string {
 	return append([]string(nil), f.lines...)
 }
 
+// record adds a line the server received and wakes WaitLine.
+func (f *fakeDir) record(line string) {
+	f.mu.Lock()
+	f.lines = append(f.lines, line)
+	close(f.newLine)
+	f.newLine = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// WaitLine returns once the server has received line.
+func (f *fakeDir) WaitLine(line string) {
+	f.t.Helper()
+	guard := time.NewTimer(hangGuard)
+	defer guard.Stop()
+	for {
+		f.mu.Lock()
+		got, wake := slices.Contains(f.lines, line), f.newLine
+		f.mu.Unlock()
+		if got {
+			return
+		}
+		select {
+		case <-wake:
+		case <-guard.C:
+			f.t.Fatalf("the server never received %q", line)
+		}
+	}
+}
+
 func (f *fakeDir) accept(ln net.Listener) {
 	defer f.wg.Done()
 	for {
@@ -162,9 +208,7 @@ func (f *fakeDir) serve(nc net.Conn) {
 			continue
 		}
 		line := strings.TrimRight(raw, "\r\n ")
-		f.mu.Lock()
-		f.lines = append(f.lines, line)
-		f.mu.Unlock()
+		f.record(line)
 		args := strings.Split(line, " ")
 		arg := func(i int) string {
 			if i < len(args) {
@@ -186,10 +230,12 @@ func (f *fakeDir) serve(nc net.Conn) {
 			}
 		case cmd == "lookup" && strings.HasPrefix(u, "stall"):
 			w.Flush()
-			for {
-				if _, err := r.ReadString('\n'); err != nil {
+			for { // what comes next is recorded, never answered
+				raw, err := r.ReadString('\n')
+				if err != nil {
 					return
 				}
+				f.record(strings.TrimRight(raw, "\r\n "))
 			}
 		case cmd == "lookup" && u == "drop", u == "drop"+f.name:
 			w.Flush()
@@ -241,10 +287,10 @@ func deadAddr(t testing.TB) string {
 func newClient(t testing.TB, cfg authent.ClientConfig) *authent.Client {
 	t.Helper()
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 2 * time.Second
+		cfg.Timeout = hangGuard // a test that needs a request to time out says so
 	}
 	if cfg.RetryAfter == 0 {
-		cfg.RetryAfter = 50 * time.Millisecond
+		cfg.RetryAfter = 50 * time.Millisecond // short backoffs keep the failover tests quick
 	}
 	c, err := authent.NewClient(cfg)
 	if err != nil {
@@ -497,23 +543,17 @@ func TestClientRecovery(t *testing.T) {
 		}
 	}
 	a.Restart()
-	deadline := time.Now().Add(3 * time.Second)
-	for srv() != "A" {
-		if time.Now().After(deadline) {
-			t.Fatal("client did not return to the primary")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// Both pooled connections come back.
-	for range 8 {
-		if s := srv(); s != "A" {
-			deadline := time.Now().Add(time.Second)
-			for srv() != "A" && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
+	// Each pooled connection returns to the primary once its backoff is
+	// over: wait until a round of lookups over both is answered by A.
+	waitUntil(t, "client did not return to the primary on every pooled connection", func() bool {
+		for range 4 {
+			if srv() != "A" {
+				return false
 			}
 		}
-	}
-	for range 4 {
+		return true
+	})
+	for range 8 {
 		if s := srv(); s != "A" {
 			t.Fatalf("after recovery: answered by %s", s)
 		}
@@ -522,7 +562,9 @@ func TestClientRecovery(t *testing.T) {
 
 func TestClientTimeoutPoisonsConn(t *testing.T) {
 	f := startFake(t, "A", "127.0.0.1:0")
-	c := newClient(t, authent.ClientConfig{Addrs: []string{f.addr}, Conns: 1, Timeout: 300 * time.Millisecond})
+	// The stalled request times out after Timeout; the queued one must be
+	// on the connection before then, which one round trip easily is.
+	c := newClient(t, authent.ClientConfig{Addrs: []string{f.addr}, Conns: 1, Timeout: time.Second})
 	ctx := context.Background()
 	if _, err := c.Lookup(ctx, "warmup"); err != nil {
 		t.Fatal(err)
@@ -531,9 +573,7 @@ func TestClientTimeoutPoisonsConn(t *testing.T) {
 	var stallErr, queuedErr error
 	wg.Go(func() { _, stallErr = c.Lookup(ctx, "stall") })
 	// Queue the next request behind the stalled one on the same connection.
-	for !slices.Contains(f.Lines(), "lookup stall") {
-		time.Sleep(time.Millisecond)
-	}
+	f.WaitLine("lookup stall")
 	wg.Go(func() { _, queuedErr = c.Lookup(ctx, "queued") })
 	wg.Wait()
 	if !errors.Is(stallErr, authent.ErrUnavailable) {
@@ -566,11 +606,24 @@ func TestClientDropMidRequest(t *testing.T) {
 func TestClientContext(t *testing.T) {
 	f := startFake(t, "A", "127.0.0.1:0")
 	c := newClient(t, authent.ClientConfig{Addrs: []string{f.addr}, Conns: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := c.Lookup(ctx, "stall")
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, authent.ErrUnavailable) {
+	errc := make(chan error, 1)
+	go func() { _, err := c.Lookup(ctx, "stall"); errc <- err }()
+	f.WaitLine("lookup stall") // the request is out, its reply never comes
+	cancel()
+	err := <-errc // without the cancel: the client's timeout, a hang guard
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, authent.ErrUnavailable) {
 		t.Errorf("got %v", err)
+	}
+	// The same with a deadline already past: nothing is sent.
+	ctx, cancel = context.WithDeadline(context.Background(), time.Now())
+	defer cancel()
+	if _, err := c.Lookup(ctx, "bob"); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, authent.ErrUnavailable) {
+		t.Errorf("past deadline: %v", err)
+	}
+	if slices.Contains(f.Lines(), "lookup bob") {
+		t.Error("a request whose deadline had passed was sent")
 	}
 }
 

@@ -131,21 +131,42 @@ func TestRelayDirectoryComesBack(t *testing.T) {
 	}
 }
 
+// TestRelayContext: cancelling ctx stops the relay in the middle of its
+// work, whether it waits for input or for the directory.
 func TestRelayContext(t *testing.T) {
 	f := startFake(t, "A", "127.0.0.1:0")
 	c := newClient(t, authent.ClientConfig{Addrs: []string{f.addr}})
-	inR, inW := io.Pipe()
-	defer inW.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- authent.Relay(ctx, inR, io.Discard, c) }()
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("got %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Relay did not stop on cancel")
+	for _, stuck := range []string{"input", "directory"} {
+		t.Run(stuck, func(t *testing.T) {
+			inR, inW := io.Pipe()
+			defer inW.Close()
+			outR, outW := io.Pipe()
+			defer outR.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- authent.Relay(ctx, inR, outW, c) }()
+			replies := bufio.NewReader(outR)
+			io.WriteString(inW, "ping\n")
+			if line, err := replies.ReadString('\n'); err != nil || line != "+OK pong\n" {
+				t.Fatalf("ping: %q %v", line, err)
+			}
+			// The relay is running; now it waits for the next line, or
+			// for the reply to one the directory never answers.
+			if stuck == "directory" {
+				io.WriteString(inW, "lookup stall-"+stuck+"\n")
+				f.WaitLine("lookup stall-" + stuck)
+			}
+			go io.Copy(io.Discard, replies) // whatever it writes on the way out
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("got %v", err)
+				}
+			case <-time.After(hangGuard):
+				t.Fatal("Relay did not stop on cancel")
+			}
+		})
 	}
 }
