@@ -124,7 +124,10 @@ func (o *Console) Note(s string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.bar != nil {
-		o.bar.Clear()
+		// Erase the bar's line ourselves: the bar's Clear reads its state
+		// without its lock while its own goroutine redraws it (a data
+		// race); the bar draws itself again on its next tick.
+		fmt.Fprint(o.w, "\r\033[K")
 	}
 	fmt.Fprintln(o.w, s)
 }
