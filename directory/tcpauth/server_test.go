@@ -25,8 +25,21 @@ type harness struct {
 	done   chan error
 }
 
-func start(t *testing.T, cfg Config, wrap func(directory.Store) directory.Store) *harness {
+func start(t testing.TB, cfg Config, wrap func(directory.Store) directory.Store) *harness {
 	t.Helper()
+	return startWith(t, cfg, setup{wrap: wrap})
+}
+
+// setup holds the less common choices of a harness.
+type setup struct {
+	wrap   func(directory.Store) directory.Store // wraps the store, if set
+	dir    directory.Config                      // default: {SSHA} hashes
+	listen func(net.Listener) net.Listener       // wraps the listener, if set
+}
+
+func startWith(t testing.TB, cfg Config, o setup) *harness {
+	t.Helper()
+	wrap := o.wrap
 	st, err := bolt.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -35,10 +48,16 @@ func start(t *testing.T, cfg Config, wrap func(directory.Store) directory.Store)
 	if wrap != nil {
 		s = wrap(st)
 	}
-	svc := directory.NewService(s, directory.Config{Scheme: password.SchemeSSHA})
+	if o.dir.Scheme == "" {
+		o.dir.Scheme = password.SchemeSSHA
+	}
+	svc := directory.NewService(s, o.dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.listen != nil {
+		ln = o.listen(ln)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{addr: ln.Addr().String(), store: s, cancel: cancel, done: make(chan error, 1)}
@@ -52,7 +71,7 @@ func start(t *testing.T, cfg Config, wrap func(directory.Store) directory.Store)
 	return h
 }
 
-func (h *harness) stop(t *testing.T) {
+func (h *harness) stop(t testing.TB) {
 	if h.cancel == nil {
 		return
 	}
@@ -70,12 +89,12 @@ func (h *harness) stop(t *testing.T) {
 
 // client is a raw protocol connection.
 type client struct {
-	t  *testing.T
+	t  testing.TB
 	nc net.Conn
 	r  *bufio.Reader
 }
 
-func (h *harness) dial(t *testing.T) *client {
+func (h *harness) dial(t testing.TB) *client {
 	t.Helper()
 	nc, err := net.Dial("tcp", h.addr)
 	if err != nil {
