@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -263,10 +264,32 @@ func (c *conn) flush() error {
 	return c.werr
 }
 
-// fatal answers a request that ends the connection.
+// Bounds of the input read and thrown away after a fatal error.
+const (
+	drainBytes = 256 << 10
+	drainTime  = 2 * time.Second
+)
+
+// fatal answers a request that ends the connection. The client may have
+// sent more after it (the rest of an overlong line, pipelined requests):
+// closing a socket with unread input makes the kernel reset the
+// connection, and a reset throws away the reply if the client has not
+// read it yet. So the reply is flushed, the write side shut, and the
+// input read and discarded for a while before the close, as a lingering
+// close in an HTTP server does.
 func (c *conn) fatal(msg string) {
 	c.srv.cfg.Metrics.count(authent.Unknown, outcomeErr)
 	c.sync(nil, msg)
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if c.flush() != nil {
+		return
+	}
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return // closed outright by serve
+	}
+	c.nc.SetReadDeadline(time.Now().Add(drainTime))
+	io.CopyN(io.Discard, c.nc, drainBytes)
 }
 
 // finish waits for the writes in progress, so every request read is
