@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,10 +314,85 @@ func TestConnectionCap(t *testing.T) {
 // instead of a panic (MaxConns) or a connection closed at once
 // (IdleTimeout).
 func TestNegativeLimits(t *testing.T) {
-	c := start(t, Config{MaxConns: -1, MaxInflight: -1, IdleTimeout: -time.Second}, nil).dial(t)
+	reads := make(chan serverRead, 16)
+	h := startWith(t, Config{MaxConns: -1, MaxInflight: -1, IdleTimeout: -time.Second}, setup{
+		listen: func(ln net.Listener) net.Listener { return &watchedListener{ln, reads} },
+	})
+	c := h.dial(t)
 	c.expect("ping", "+OK pong")
-	time.Sleep(50 * time.Millisecond)
+	// Once the reply is out, the server waits for the next request: with
+	// the default idle timeout, not one already past.
+	for r := range reads {
+		if !r.afterWrite {
+			continue
+		}
+		if left := time.Until(r.deadline); left < time.Minute {
+			t.Fatalf("waiting for a request with %v left before the idle timeout", left)
+		}
+		break
+	}
 	c.expect("ping", "+OK pong")
+}
+
+// serverRead is a read the server started on a connection: the read
+// deadline in force and whether the server had written to it before.
+type serverRead struct {
+	deadline   time.Time
+	afterWrite bool
+}
+
+// watchedListener reports every read its connections start.
+type watchedListener struct {
+	net.Listener
+	reads chan<- serverRead
+}
+
+func (l *watchedListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &watchedConn{Conn: nc, reads: l.reads}, nil
+}
+
+type watchedConn struct {
+	net.Conn
+	reads    chan<- serverRead
+	mu       sync.Mutex
+	deadline time.Time
+	wrote    bool
+}
+
+func (c *watchedConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *watchedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *watchedConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.wrote = true
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	r := serverRead{deadline: c.deadline, afterWrite: c.wrote}
+	c.mu.Unlock()
+	select {
+	case c.reads <- r:
+	default:
+	}
+	return c.Conn.Read(b)
 }
 
 func TestBadLinesCloseTheConnection(t *testing.T) {
