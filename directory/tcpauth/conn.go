@@ -61,13 +61,18 @@ type conn struct {
 	lastAt  time.Time           // when the reader last answered a request
 
 	// Recent cost of a check and of a lookup on this connection, in
-	// nanoseconds (a moving average). Checks start out as costly, so
-	// that the first of a pipeline of hashes does not hold the reader.
+	// nanoseconds (a moving average, see noteCost). Checks start out as
+	// costly, so that the first of a pipeline of hashes does not hold
+	// the reader.
 	checkCost, lookupCost atomic.Int64
 }
 
-// cheapRead is the cost under which a read is answered by the reader.
-const cheapRead = 50 * time.Microsecond
+// cheapRead is the cost under which a read is answered by the reader;
+// maxCost is the most one read counts for in the average.
+const (
+	cheapRead = 50 * time.Microsecond
+	maxCost   = 300 * time.Microsecond
+)
 
 // op is one queued request.
 type op struct {
@@ -104,7 +109,7 @@ func newConn(s *Server, nc net.Conn, admin bool) *conn {
 		slots:  make(chan struct{}, s.cfg.MaxInflight),
 		users:  make(map[string]*userOps),
 	}
-	c.checkCost.Store(int64(time.Second))
+	c.checkCost.Store(int64(maxCost))
 	return c
 }
 
@@ -119,12 +124,15 @@ func (c *conn) cost(cmd authent.Command) *atomic.Int64 {
 	return nil
 }
 
-// noteCost adds a read's cost to its moving average. Updates racing each
-// other may be lost, which does not matter.
+// noteCost adds a read's cost to its moving average. A cost is counted as
+// at most maxCost, so that a cheap read that was slow once (the reader
+// descheduled, a garbage collection) does not make reads costly, while
+// two slow ones in a row do. Updates racing each other may be lost, which
+// does not matter.
 func (c *conn) noteCost(cmd authent.Command, d time.Duration) {
 	if p := c.cost(cmd); p != nil {
 		old := p.Load()
-		p.Store(old + (int64(d)-old)/4)
+		p.Store(old + (int64(min(d, maxCost))-old)/8)
 	}
 }
 
@@ -213,9 +221,14 @@ func (c *conn) request(line []byte) bool {
 	case authent.Set, authent.Del, authent.Rename:
 		c.async(req, true)
 	case authent.Check, authent.Lookup:
-		if c.cost(req.Cmd).Load() < int64(cheapRead) && !c.waits(&req) {
+		// A lookup is answered at once when nothing is in progress, as
+		// it always was; a check only when checks have been cheap.
+		cheap := c.cost(req.Cmd).Load() < int64(cheapRead)
+		switch {
+		case (cheap || req.Cmd == authent.Lookup) && c.inline(&req):
+		case cheap && !c.waits(&req):
 			c.answer(&req, "")
-		} else {
+		default:
 			c.async(req, false)
 		}
 	case authent.Search, authent.Auth:
@@ -266,6 +279,18 @@ func (c *conn) render(req *authent.Request, errMsg string) {
 		c.lastAt = c.handle(req, &c.scratch)
 	}
 	c.write(c.scratch.Buf)
+}
+
+// inline answers req straight into the output buffer if nothing is in
+// progress, and reports whether it did.
+func (c *conn) inline(req *authent.Request) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) > 0 {
+		return false
+	}
+	c.render(req, "")
+	return true
 }
 
 // waits reports whether the read req must wait for a write in progress.
