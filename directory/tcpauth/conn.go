@@ -26,12 +26,13 @@ import (
 // every earlier write of its user and no later one.
 //
 // The reader answers a read itself when it has nothing to wait for and is
-// expected to be cheap (a lookup or check has lately taken less than
+// expected to be cheap (lookups or checks have lately taken less than
 // cheapRead here: a user from a cache, a verification the verification
-// cache answers), and ping, version, errors and the like: a goroutine
-// would cost more than the request, and a thousand of them queueing on
-// the same locks much more. Its reply is written at once when nothing is
-// in progress, else queued ready. A search or auth waits until everything
+// cache answers), a lookup whenever nothing is in progress, and ping,
+// version, errors and the like: a goroutine would cost more than the
+// request, and a thousand of them queueing on the same locks much more.
+// Its reply is written at once when nothing is in progress, else queued
+// ready. A search or auth waits until everything
 // before it is answered, then runs in the reader, which reads nothing
 // more meanwhile.
 type conn struct {
