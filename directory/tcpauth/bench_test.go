@@ -1,9 +1,13 @@
 package tcpauth
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/cache"
@@ -61,4 +65,87 @@ func BenchmarkDispatchCheckSSHA(b *testing.B) {
 // BenchmarkDispatchLookupMissing: an unknown user.
 func BenchmarkDispatchLookupMissing(b *testing.B) {
 	benchDispatch(b, "lookup nobody@bench.example\r\n", '-')
+}
+
+// benchServer starts a server over a cached bbolt store holding n users
+// u<i>@bench.example and returns a connection to it.
+func benchServer(b *testing.B, n int, o setup) *client {
+	if o.wrap == nil {
+		o.wrap = func(s directory.Store) directory.Store { return cache.NewLocal(s, cache.LocalOptions{}) }
+	}
+	h := startWith(b, Config{}, o)
+	c := h.dial(b)
+	c.nc.SetDeadline(time.Time{})
+	var req strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&req, "set u%d@bench.example pw-%d tohost=backend1.example quota=1073741824\r\n", i, i)
+	}
+	if _, err := io.WriteString(c.nc, req.String()); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if l := c.line(); !strings.HasPrefix(l, "+OK") {
+			b.Fatal(l)
+		}
+	}
+	return c
+}
+
+// BenchmarkConnLookup: one lookup at a time over a loopback connection,
+// each waiting for its reply (a client that does not pipeline).
+func BenchmarkConnLookup(b *testing.B) {
+	c := benchServer(b, 100, setup{})
+	b.ReportAllocs()
+	for b.Loop() {
+		c.send("lookup u42@bench.example")
+		if l := c.line(); l[0] != '+' {
+			b.Fatal(l)
+		}
+	}
+}
+
+// benchPipelined writes b.N requests (line(i)) from one goroutine while the
+// benchmark reads the b.N replies: the throughput of a pipelining client.
+func benchPipelined(b *testing.B, c *client, line func(i int) string) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	werr := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriterSize(c.nc, 32<<10)
+		for i := 0; i < b.N; i++ {
+			if _, err := w.WriteString(line(i)); err != nil {
+				werr <- err
+				return
+			}
+		}
+		werr <- w.Flush()
+	}()
+	for i := 0; i < b.N; i++ {
+		if l := c.line(); l[0] != '+' {
+			b.Fatalf("reply %d: %s", i, l)
+		}
+	}
+	if err := <-werr; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkConnLookupPipelined: lookups of 100 users, pipelined.
+func BenchmarkConnLookupPipelined(b *testing.B) {
+	c := benchServer(b, 100, setup{})
+	benchPipelined(b, c, func(i int) string { return fmt.Sprintf("lookup u%d@bench.example\r\n", i%100) })
+}
+
+// BenchmarkConnCheckPipelined: checks of 100 {SSHA} users, pipelined; the
+// verification cache answers after the first round.
+func BenchmarkConnCheckPipelined(b *testing.B) {
+	c := benchServer(b, 100, setup{})
+	benchPipelined(b, c, func(i int) string { return fmt.Sprintf("check u%d@bench.example pw-%d\r\n", i%100, i%100) })
+}
+
+// BenchmarkConnCheckPipelinedBcrypt: checks of {BLF-CRYPT} users (cost 10)
+// with the verification cache off, pipelined: each check costs a hash.
+func BenchmarkConnCheckPipelinedBcrypt(b *testing.B) {
+	c := benchServer(b, 8, setup{dir: directory.Config{Scheme: password.SchemeBlfCrypt, VerifyCacheSize: -1}})
+	benchPipelined(b, c, func(i int) string { return fmt.Sprintf("check u%d@bench.example pw-%d\r\n", i%8, i%8) })
 }

@@ -47,7 +47,7 @@ type Config struct {
 	// IdleTimeout closes a connection that sent nothing for this long
 	// (default, and for 0 or less, 10 minutes).
 	IdleTimeout time.Duration
-	// MaxInflight caps the requests one connection may have in progress
+	// MaxInflight caps the requests (reads and writes) one connection may have in progress
 	// (default, and for 0 or less, 4096).
 	MaxInflight int
 	// Version is reported by the `version` command.

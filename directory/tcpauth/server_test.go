@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,14 +29,26 @@ type harness struct {
 	done   chan error
 }
 
-func start(t *testing.T, cfg Config, wrap func(directory.Store) directory.Store) *harness {
+func start(t testing.TB, cfg Config, wrap func(directory.Store) directory.Store) *harness {
 	t.Helper()
-	return startBehind(t, cfg, wrap, nil)
+	return startWith(t, cfg, setup{wrap: wrap})
 }
 
-// startBehind starts a server whose listener is behind gate (none: nil).
-func startBehind(t *testing.T, cfg Config, wrap func(directory.Store) directory.Store, gate *listen.Gate) *harness {
+// behind puts the harness's listener behind a daemon's connection gate.
+func behind(gate *listen.Gate) setup {
+	return setup{listen: func(ln net.Listener) net.Listener { return gate.Wrap(ln, listen.Options{Refusal: Refusal}) }}
+}
+
+// setup holds the less common choices of a harness.
+type setup struct {
+	wrap   func(directory.Store) directory.Store // wraps the store, if set
+	dir    directory.Config                      // default: {SSHA} hashes
+	listen func(net.Listener) net.Listener       // wraps the listener, if set
+}
+
+func startWith(t testing.TB, cfg Config, o setup) *harness {
 	t.Helper()
+	wrap := o.wrap
 	st, err := bolt.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -44,13 +57,16 @@ func startBehind(t *testing.T, cfg Config, wrap func(directory.Store) directory.
 	if wrap != nil {
 		s = wrap(st)
 	}
-	svc := directory.NewService(s, directory.Config{Scheme: password.SchemeSSHA})
+	if o.dir.Scheme == "" {
+		o.dir.Scheme = password.SchemeSSHA
+	}
+	svc := directory.NewService(s, o.dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gate != nil {
-		ln = gate.Wrap(ln, listen.Options{Refusal: Refusal})
+	if o.listen != nil {
+		ln = o.listen(ln)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{addr: ln.Addr().String(), store: s, cancel: cancel, done: make(chan error, 1)}
@@ -64,7 +80,7 @@ func startBehind(t *testing.T, cfg Config, wrap func(directory.Store) directory.
 	return h
 }
 
-func (h *harness) stop(t *testing.T) {
+func (h *harness) stop(t testing.TB) {
 	if h.cancel == nil {
 		return
 	}
@@ -82,12 +98,12 @@ func (h *harness) stop(t *testing.T) {
 
 // client is a raw protocol connection.
 type client struct {
-	t  *testing.T
+	t  testing.TB
 	nc net.Conn
 	r  *bufio.Reader
 }
 
-func (h *harness) dial(t *testing.T) *client {
+func (h *harness) dial(t testing.TB) *client {
 	t.Helper()
 	nc, err := net.Dial("tcp", h.addr)
 	if err != nil {
@@ -288,7 +304,7 @@ func TestAdminAndSecret(t *testing.T) {
 // TestAllowList: a client outside the daemon's allow-list is closed on.
 func TestAllowList(t *testing.T) {
 	gate := listen.NewGate(listen.Config{Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Logger: discard})
-	h := startBehind(t, Config{}, nil, gate)
+	h := startWith(t, Config{}, behind(gate))
 	c := h.dial(t)
 	c.send("ping")
 	c.expectClosed()
@@ -297,7 +313,7 @@ func TestAllowList(t *testing.T) {
 // TestConnectionCap: a client over the daemon's cap is told -DEAD.
 func TestConnectionCap(t *testing.T) {
 	gate := listen.NewGate(listen.Config{MaxConns: 1, Logger: discard})
-	h := startBehind(t, Config{}, nil, gate)
+	h := startWith(t, Config{}, behind(gate))
 	first := h.dial(t)
 	first.expect("ping", "+OK pong")
 	second := h.dial(t)
@@ -311,10 +327,85 @@ func TestConnectionCap(t *testing.T) {
 // instead of a panic (MaxInflight) or a connection closed at once
 // (IdleTimeout).
 func TestNegativeLimits(t *testing.T) {
-	c := start(t, Config{MaxInflight: -1, IdleTimeout: -time.Second}, nil).dial(t)
+	reads := make(chan serverRead, 16)
+	h := startWith(t, Config{MaxInflight: -1, IdleTimeout: -time.Second}, setup{
+		listen: func(ln net.Listener) net.Listener { return &watchedListener{ln, reads} },
+	})
+	c := h.dial(t)
 	c.expect("ping", "+OK pong")
-	c.expect("set a@x pw", "+OK a@x added to database")
+	// Once the reply is out, the server waits for the next request: with
+	// the default idle timeout, not one already past.
+	for r := range reads {
+		if !r.afterWrite {
+			continue
+		}
+		if left := time.Until(r.deadline); left < time.Minute {
+			t.Fatalf("waiting for a request with %v left before the idle timeout", left)
+		}
+		break
+	}
 	c.expect("ping", "+OK pong")
+}
+
+// serverRead is a read the server started on a connection: the read
+// deadline in force and whether the server had written to it before.
+type serverRead struct {
+	deadline   time.Time
+	afterWrite bool
+}
+
+// watchedListener reports every read its connections start.
+type watchedListener struct {
+	net.Listener
+	reads chan<- serverRead
+}
+
+func (l *watchedListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &watchedConn{Conn: nc, reads: l.reads}, nil
+}
+
+type watchedConn struct {
+	net.Conn
+	reads    chan<- serverRead
+	mu       sync.Mutex
+	deadline time.Time
+	wrote    bool
+}
+
+func (c *watchedConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *watchedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *watchedConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	c.wrote = true
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *watchedConn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	r := serverRead{deadline: c.deadline, afterWrite: c.wrote}
+	c.mu.Unlock()
+	select {
+	case c.reads <- r:
+	default:
+	}
+	return c.Conn.Read(b)
 }
 
 func TestBadLinesCloseTheConnection(t *testing.T) {
