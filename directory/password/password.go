@@ -142,11 +142,11 @@ func Hash(scheme Scheme, plain string) (string, error) {
 	case SchemePlain:
 		value = plain
 	case SchemeCrypt:
-		value, err = hashShaCrypt(plain)
+		value, err = slow(func() (string, error) { return hashShaCrypt(plain) })
 	case SchemeBlfCrypt:
-		value, err = hashBcrypt(plain)
+		value, err = slow(func() (string, error) { return hashBcrypt(plain) })
 	case SchemeArgon2ID:
-		value, err = hashArgon2ID(plain)
+		value, err = slow(func() (string, error) { return hashArgon2ID(plain) })
 	default:
 		value, err = hashDigest(digests[string(s)], plain)
 	}
