@@ -553,45 +553,73 @@ func TestSMTPLMTPVerdict(t *testing.T) {
 	}
 }
 
+// A backend that dies in the middle of a message, or after taking all of
+// it but before its reply: the MTA gets a temporary failure, never 250.
 func TestIncomingBackendDiesMidData(t *testing.T) {
-	b := startFakeSMTP(t, fakeSMTPOpts{lmtp: true})
-	got := make(chan struct{})
-	b.onData = func(s *fakeSMTPSession, r io.Reader) error {
-		io.CopyN(io.Discard, r, 1000)
-		s.c.Conn().Close()
-		close(got)
-		return io.ErrUnexpectedEOF
-	}
-	env := startSMTPProxy(t, Config{}, SMTP, SMTPOptions{})
-	env.dir.add("a@example.com", "", b.addr)
-	r := dialSMTPRaw(t, env.px.addr)
-	r.want("EHLO mta.test", "250")
-	r.want("MAIL FROM:<s@remote.test>", "250")
-	r.want("RCPT TO:<a@example.com>", "250")
-	r.want("DATA", "354")
-	// More than the proxy's copy buffer (go-smtp fills a read whole).
-	r.c.Write(bytes.Repeat([]byte("0123456789abcdef\r\n"), 10000))
-	select {
-	case <-got:
-	case <-timeAfterHang():
-		t.Fatal("backend got no data")
-	}
-	r.c.Write(bytes.Repeat([]byte("0123456789abcdef\r\n"), 1000))
-	r.send(".")
-	code, text := r.reply()
-	if code/100 != 4 {
-		t.Errorf("DATA reply %d %s, want 4xx", code, text)
-	}
-	// The connection goes on: the next transaction opens a new backend
-	// connection.
-	b.onData = nil
-	r.want("MAIL FROM:<s@remote.test>", "250")
-	r.want("RCPT TO:<a@example.com>", "250")
-	r.want("DATA", "354")
-	r.send("again\r\n.")
-	r.expect(250)
-	if m := b.wait(t); m.size != int64(len("again\r\n")) {
-		t.Errorf("backend got %d bytes", m.size)
+	for _, tc := range []struct {
+		name  string
+		smtp  bool
+		whole bool // read the whole message before dying
+	}{
+		{"LMTP, mid-message", false, false},
+		{"LMTP, before the replies", false, true},
+		{"SMTP, mid-message", true, false},
+		{"SMTP, before the reply", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startFakeSMTP(t, fakeSMTPOpts{lmtp: !tc.smtp})
+			got := make(chan struct{})
+			b.mu.Lock()
+			b.onData = func(s *fakeSMTPSession, r io.Reader) error {
+				if tc.whole {
+					io.Copy(io.Discard, r)
+				} else {
+					io.CopyN(io.Discard, r, 1000)
+				}
+				s.c.Conn().Close()
+				close(got)
+				return io.ErrUnexpectedEOF
+			}
+			b.mu.Unlock()
+			env := startSMTPProxy(t, Config{}, SMTP, SMTPOptions{BackendSMTP: tc.smtp})
+			env.dir.add("a@example.com", "", b.addr)
+			r := dialSMTPRaw(t, env.px.addr)
+			r.want("EHLO mta.test", "250")
+			r.want("MAIL FROM:<s@remote.test>", "250")
+			r.want("RCPT TO:<a@example.com>", "250")
+			r.want("DATA", "354")
+			// More than the proxy's copy buffer (go-smtp fills a read whole).
+			r.c.Write(bytes.Repeat([]byte("0123456789abcdef\r\n"), 10000))
+			if tc.whole {
+				r.send(".")
+			}
+			select {
+			case <-got:
+			case <-timeAfterHang():
+				t.Fatal("backend got no data")
+			}
+			if !tc.whole {
+				r.c.Write(bytes.Repeat([]byte("0123456789abcdef\r\n"), 1000))
+				r.send(".")
+			}
+			code, text := r.reply()
+			if code/100 != 4 {
+				t.Errorf("DATA reply %d %s, want 4xx", code, text)
+			}
+			// The connection goes on: the next transaction opens a new
+			// backend connection.
+			b.mu.Lock()
+			b.onData = nil
+			b.mu.Unlock()
+			r.want("MAIL FROM:<s@remote.test>", "250")
+			r.want("RCPT TO:<a@example.com>", "250")
+			r.want("DATA", "354")
+			r.send("again\r\n.")
+			r.expect(250)
+			if m := b.wait(t); m.size != int64(len("again\r\n")) {
+				t.Errorf("backend got %d bytes", m.size)
+			}
+		})
 	}
 }
 
@@ -610,6 +638,8 @@ func TestIncomingClientDiesMidData(t *testing.T) {
 	r.c.Close()
 	select {
 	case <-b.connClosed:
+	case m := <-b.delivered:
+		t.Fatalf("backend delivered %d bytes of a message cut short", m.size)
 	case <-timeAfterHang():
 		t.Fatal("backend connection not closed")
 	}
