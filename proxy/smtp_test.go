@@ -753,3 +753,92 @@ func TestSMTPWithCurl(t *testing.T) {
 		})
 	}
 }
+
+// The size limit: the proxy's own for incoming mail, the backend's
+// smaller SIZE for its submission users; a message over it is refused
+// (552) and the backend delivers nothing of it.
+func TestSMTPSizeLimit(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef\r\n", 200) // 3600 bytes
+	t.Run("incoming", func(t *testing.T) {
+		b := startFakeSMTP(t, fakeSMTPOpts{lmtp: true})
+		env := startSMTPProxy(t, Config{}, SMTP, SMTPOptions{MaxMessageBytes: 2000})
+		env.dir.add("a@example.com", "", b.addr)
+		r := dialSMTPRaw(t, env.px.addr)
+		if ehlo := r.want("EHLO mta.test", "250"); !strings.Contains(ehlo, "SIZE 2000") {
+			t.Errorf("EHLO %q does not announce SIZE 2000", ehlo)
+		}
+		r.want("MAIL FROM:<s@remote.test> SIZE=3000", "552")
+		r.want("MAIL FROM:<s@remote.test>", "250")
+		r.want("RCPT TO:<a@example.com>", "250")
+		r.want("DATA", "354")
+		r.send(big + ".")
+		r.expect(552)
+		select {
+		case <-b.connClosed: // the backend connection is dropped, not the message ended
+		case m := <-b.delivered:
+			t.Fatalf("backend delivered %d bytes of a message over the limit", m.size)
+		case <-timeAfterHang():
+			t.Fatal("backend connection not closed")
+		}
+	})
+	t.Run("submission, the backend's SIZE", func(t *testing.T) {
+		b := startFakeSMTP(t, fakeSMTPOpts{})
+		b.srv.MaxMessageBytes = 2000
+		b.users["alice"] = "secret"
+		env := startSMTPProxy(t, Config{}, Submission, SMTPOptions{})
+		env.dir.add("alice", "secret", b.addr)
+		r := dialSMTPRaw(t, env.px.addr)
+		r.want("EHLO client.test", "250")
+		r.want("AUTH PLAIN "+plainIR("alice", "secret"), "235")
+		r.want("MAIL FROM:<alice@example.com> SIZE=3000", "552")
+		r.want("MAIL FROM:<alice@example.com>", "250")
+		r.want("RCPT TO:<b@example.org>", "250")
+		r.want("DATA", "354")
+		r.send(big + ".")
+		r.expect(552)
+		r.want("MAIL FROM:<alice@example.com>", "250") // a new backend connection
+		r.want("RCPT TO:<b@example.org>", "250")
+		r.want("DATA", "354")
+		r.send("small\r\n.")
+		r.expect(250)
+		if m := b.wait(t); m.size != int64(len("small\r\n")) {
+			t.Errorf("backend got %d bytes", m.size)
+		}
+	})
+}
+
+// Shutdown: a transaction under way when the proxy stops goes on to its
+// end (the drain); an idle session is closed when the drain time is up.
+func TestSMTPDrain(t *testing.T) {
+	t.Run("transaction finishes", func(t *testing.T) {
+		b := startFakeSMTP(t, fakeSMTPOpts{lmtp: true})
+		env := startSMTPProxy(t, Config{DrainTimeout: time.Hour}, SMTP, SMTPOptions{})
+		env.dir.add("a@example.com", "", b.addr)
+		r := dialSMTPRaw(t, env.px.addr)
+		r.want("EHLO mta.test", "250")
+		r.want("MAIL FROM:<s@remote.test>", "250")
+		r.want("RCPT TO:<a@example.com>", "250")
+		stopped := make(chan struct{})
+		go func() { env.px.stop(t); close(stopped) }()
+		r.want("DATA", "354")
+		r.send("during shutdown\r\n.")
+		r.expect(250)
+		b.wait(t)
+		r.want("QUIT", "221")
+		select {
+		case <-stopped:
+		case <-timeAfterHang():
+			t.Fatal("proxy did not stop after the last session")
+		}
+	})
+	t.Run("idle session closed", func(t *testing.T) {
+		env := startSMTPProxy(t, Config{DrainTimeout: time.Millisecond}, Submission, SMTPOptions{})
+		r := dialSMTPRaw(t, env.px.addr)
+		r.want("EHLO client.test", "250")
+		env.px.stop(t)
+		if line, err := r.r.ReadLine(); err == nil && !strings.HasPrefix(line, "421") {
+			t.Fatalf("idle session after the drain: read %q", line)
+		}
+		r.closed()
+	})
+}
