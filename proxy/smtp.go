@@ -228,7 +228,11 @@ func (p *Proxy) submission(ctx context.Context, s *session) {
 // then every transaction relayed to the user's backend, logged in there
 // as the user.
 type smtpSubmission struct {
-	c          *smtpConn
+	c *smtpConn
+	// mu: go-smtp runs Data in a goroutine of its own for BDAT, while the
+	// connection's goroutine may reset or log out the session between
+	// chunks (it ends the chunk stream first, so Data returns).
+	mu         sync.Mutex
 	user, pass string
 	route      Route
 	authed     bool
@@ -291,10 +295,12 @@ func (m *smtpSubmission) authenticate(user, pass string) error {
 	c.p.cfg.Metrics.backendTook(time.Since(start))
 	c.p.cfg.Metrics.login(Submission, outcomeOK)
 	s.log.Info("smtp: logged in", "user", user, "backend", r.Addr)
+	m.mu.Lock()
 	if m.be != nil {
 		m.be.Close()
 	}
 	m.user, m.pass, m.route, m.authed, m.be = user, pass, r, true, be
+	m.mu.Unlock()
 	// The backend's size limit is the user's (go-smtp refuses MAIL SIZE=
 	// and DATA over it).
 	if n, ok := be.MaxMessageSize(); ok && n > 0 && int64(n) < c.srv.MaxMessageBytes {
@@ -305,6 +311,8 @@ func (m *smtpSubmission) authenticate(user, pass string) error {
 }
 
 func (m *smtpSubmission) Mail(from string, opts *smtp.MailOptions) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if !m.authed {
 		return smtpErrAuthFirst
 	}
@@ -324,6 +332,8 @@ func (m *smtpSubmission) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (m *smtpSubmission) Rcpt(to string, opts *smtp.RcptOptions) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if !m.authed {
 		return smtpErrAuthFirst
 	}
@@ -334,6 +344,8 @@ func (m *smtpSubmission) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (m *smtpSubmission) Data(r io.Reader) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.be == nil {
 		return smtpErrBackendLost
 	}
@@ -347,6 +359,8 @@ func (m *smtpSubmission) Data(r io.Reader) error {
 }
 
 func (m *smtpSubmission) Reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.inTx && m.be != nil {
 		smtpReply(m.be.Reset(), &m.be)
 	}
@@ -354,6 +368,8 @@ func (m *smtpSubmission) Reset() {
 }
 
 func (m *smtpSubmission) Logout() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.be != nil {
 		m.be.Close()
 		m.be = nil
@@ -403,6 +419,7 @@ func (p *Proxy) smtp(ctx context.Context, s *session) {
 // the backend's verdict on each recipient is the client's reply.
 type smtpIncoming struct {
 	c        *smtpConn
+	mu       sync.Mutex // as smtpSubmission's
 	from     string
 	mailOpts *smtp.MailOptions
 	be       *smtpBackend // kept from one transaction to the next while the route is the same
@@ -412,7 +429,9 @@ type smtpIncoming struct {
 }
 
 func (in *smtpIncoming) Mail(from string, opts *smtp.MailOptions) error {
-	in.Reset()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.reset()
 	in.from = from
 	o := *opts
 	in.mailOpts = &o
@@ -420,6 +439,8 @@ func (in *smtpIncoming) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 func (in *smtpIncoming) Rcpt(to string, opts *smtp.RcptOptions) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	c := in.c
 	p, s := c.p, c.s
 	if in.broken {
@@ -477,6 +498,8 @@ func (in *smtpIncoming) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (in *smtpIncoming) Data(r io.Reader) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	c := in.c
 	if in.broken || in.be == nil || len(in.rcpts) == 0 {
 		return smtpErrBackendLost
@@ -552,6 +575,12 @@ func smtpLMTPVerdict(rcpts []string, failed map[string]*smtp.SMTPError) (reply *
 }
 
 func (in *smtpIncoming) Reset() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.reset()
+}
+
+func (in *smtpIncoming) reset() {
 	if in.mailed && in.be != nil {
 		smtpReply(in.be.Reset(), &in.be)
 	}
@@ -559,6 +588,8 @@ func (in *smtpIncoming) Reset() {
 }
 
 func (in *smtpIncoming) Logout() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	if in.be != nil {
 		in.be.Close()
 		in.be = nil

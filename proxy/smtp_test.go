@@ -842,3 +842,64 @@ func TestSMTPDrain(t *testing.T) {
 		r.closed()
 	})
 }
+
+// BDAT (CHUNKING, which go-smtp announces): the chunks are streamed to
+// the backend as one message; a RSET between chunks drops the message,
+// and the backend gets nothing of it.
+func TestSMTPChunking(t *testing.T) {
+	b := startFakeSMTP(t, fakeSMTPOpts{lmtp: true, keepBody: true})
+	env := startSMTPProxy(t, Config{}, SMTP, SMTPOptions{})
+	env.dir.add("a@example.com", "", b.addr)
+	r := dialSMTPRaw(t, env.px.addr)
+	if ehlo := r.want("EHLO mta.test", "250"); !strings.Contains(ehlo, "CHUNKING") {
+		t.Skipf("CHUNKING not announced: %q", ehlo)
+	}
+	part1, part2 := "Subject: chunks\r\n\r\n.first", " part\r\nsecond part\r\n"
+	r.want("MAIL FROM:<s@remote.test>", "250")
+	r.want("RCPT TO:<a@example.com>", "250")
+	bdat := func(arg, chunk string) int {
+		t.Helper()
+		io.WriteString(r.c, "BDAT "+arg+"\r\n"+chunk)
+		code, _ := r.reply()
+		return code
+	}
+	if code := bdat(itoa(len(part1)), part1); code != 250 {
+		t.Fatalf("BDAT: %d", code)
+	}
+	if code := bdat(itoa(len(part2))+" LAST", part2); code != 250 {
+		t.Fatalf("BDAT LAST: %d", code)
+	}
+	if m := b.wait(t); string(m.body) != part1+part2 {
+		t.Errorf("backend got %q, want %q", m.body, part1+part2)
+	}
+
+	r.want("MAIL FROM:<s@remote.test>", "250")
+	r.want("RCPT TO:<a@example.com>", "250")
+	if code := bdat("5", "abc\r\n"); code != 250 {
+		t.Fatalf("BDAT: %d", code)
+	}
+	r.want("RSET", "250")
+	select {
+	case <-b.connClosed:
+	case m := <-b.delivered:
+		t.Fatalf("backend delivered %q of a message reset in the middle", m.body)
+	case <-timeAfterHang():
+		t.Fatal("backend connection not dropped")
+	}
+	// Another BDAT transaction on this connection would race in go-smtp
+	// v0.25.1 itself (handleBdat makes a new dataResult channel while the
+	// reset transaction's goroutine may still send on the old one), so
+	// the test goes on with a new connection.
+	r.want("QUIT", "221")
+	r = dialSMTPRaw(t, env.px.addr)
+	r.want("EHLO mta.test", "250")
+	r.want("MAIL FROM:<s@remote.test>", "250")
+	r.want("RCPT TO:<a@example.com>", "250")
+	if code := bdat("7 LAST", "again\r\n"); code != 250 {
+		t.Fatalf("BDAT LAST: %d", code)
+	}
+	if m := b.wait(t); string(m.body) != "again\r\n" {
+		t.Errorf("backend got %q", m.body)
+	}
+	r.want("QUIT", "221")
+}

@@ -180,7 +180,9 @@ func (c *smtpConn) sendData(b **smtpBackend, r io.Reader) (*smtp.DataCommand, er
 	}
 	cr := &smtpTimedReader{r: r, conn: c.conn.Conn(), d: c.opt.IdleTimeout}
 	bw := &smtpTimedWriter{w: w, conn: be.conn, d: c.opt.IdleTimeout}
-	if _, err := io.Copy(bw, cr); err != nil {
+	n, err := io.Copy(bw, cr)
+	c.p.cfg.Metrics.relayed(c.s.proto, n, 0)
+	if err != nil {
 		be.log.Warn("smtp: message not passed whole; backend connection dropped", "backend", be.route.Addr, "err", err)
 		be.Close()
 		*b = nil
