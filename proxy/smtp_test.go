@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -902,4 +903,29 @@ func TestSMTPChunking(t *testing.T) {
 		t.Errorf("backend got %q", m.body)
 	}
 	r.want("QUIT", "221")
+}
+
+func TestSMTPXclientAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1":        "192.0.2.1",
+		"::ffff:192.0.2.1": "192.0.2.1",
+		"2001:db8::1":      "IPV6:2001:db8::1",
+	} {
+		if got := smtpXclientAddr(netip.MustParseAddr(in)); got != want {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+}
+
+// AUTH PLAIN with an authorization identity other than the user: no
+// acting as somebody else.
+func TestSubmissionPlainAuthzid(t *testing.T) {
+	be := startFakeSMTP(t, fakeSMTPOpts{})
+	be.users["alice"] = "secret"
+	env := startSMTPProxy(t, Config{}, Submission, SMTPOptions{})
+	env.dir.add("alice", "secret", be.addr)
+	r := dialSMTPRaw(t, env.px.addr)
+	r.want("EHLO client.test", "250")
+	r.want("AUTH PLAIN "+b64("bob\x00alice\x00secret"), "535 5.7.8")
+	r.want("AUTH PLAIN "+b64("alice\x00alice\x00secret"), "235")
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/textproto"
 	"strings"
 	"time"
@@ -100,11 +101,7 @@ func (c *smtpConn) dialBackend(r Route, lmtp bool, user, pass string) (*smtpBack
 			return fail(hello, err)
 		}
 		if smtpHasWord(ext["XCLIENT"], "ADDR") {
-			addr := s.ip.String()
-			if s.ip.Is6() {
-				addr = "IPV6:" + addr
-			}
-			if _, err := smtpCmd(tp, 220, "XCLIENT ADDR=%s", addr); err != nil {
+			if _, err := smtpCmd(tp, 220, "XCLIENT ADDR=%s", smtpXclientAddr(s.ip)); err != nil {
 				return fail("XCLIENT", err)
 			}
 		}
@@ -140,6 +137,16 @@ func smtpCmd(tp *textproto.Conn, code int, format string, args ...any) (string, 
 	defer tp.EndResponse(id)
 	_, msg, err := tp.ReadResponse(code)
 	return msg, err
+}
+
+// smtpXclientAddr writes ip as XCLIENT's ADDR wants it: IPv6 with the
+// IPV6: prefix (Postfix's XCLIENT_README).
+func smtpXclientAddr(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		return "IPV6:" + ip.String()
+	}
+	return ip.String()
 }
 
 // smtpHasWord reports whether the space-separated list has word (any case).
