@@ -929,3 +929,24 @@ func TestSubmissionPlainAuthzid(t *testing.T) {
 	r.want("AUTH PLAIN "+b64("bob\x00alice\x00secret"), "535 5.7.8")
 	r.want("AUTH PLAIN "+b64("alice\x00alice\x00secret"), "235")
 }
+
+// Incoming mail to an LMTP backend over STARTTLS, with the client's
+// address in a PROXY v2 header.
+func TestIncomingBackendStartTLSAndProxyHeader(t *testing.T) {
+	beTLS, beCli := smtpTestCert(t)
+	b := startFakeSMTP(t, fakeSMTPOpts{lmtp: true, tls: beTLS, proxyHeader: true, keepBody: true})
+	env := startSMTPProxy(t, Config{BackendTLS: BackendStartTLS, BackendTLSConfig: beCli,
+		BackendProxyProtocol: true}, SMTP, SMTPOptions{})
+	env.dir.add("a@example.com", "", b.addr)
+	r := dialSMTPRaw(t, env.px.addr)
+	r.want("EHLO mta.test", "250")
+	r.want("MAIL FROM:<s@remote.test>", "250")
+	r.want("RCPT TO:<a@example.com>", "250")
+	r.want("DATA", "354")
+	r.send("secure\r\n.")
+	r.expect(250)
+	m := b.wait(t)
+	if !m.tls || m.remote != r.c.LocalAddr().String() || string(m.body) != "secure\r\n" {
+		t.Errorf("backend got tls=%v remote=%q (want %q) body %q", m.tls, m.remote, r.c.LocalAddr(), m.body)
+	}
+}
