@@ -104,6 +104,8 @@ type Config struct {
 	// DrainTimeout is how long established sessions may go on after the
 	// listener closes at shutdown; then they are closed (default 30 s).
 	DrainTimeout time.Duration
+	// SMTP holds the settings of submission and incoming mail.
+	SMTP SMTPOptions
 	// Hostname is the name the proxy greets with (default "tohost").
 	Hostname string
 	Logger   *slog.Logger
@@ -141,6 +143,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "tohost"
 	}
+	cfg.SMTP = cfg.SMTP.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -33,9 +33,7 @@ func init() {
 	handlers[SMTP] = (*Proxy).smtp
 }
 
-// SMTPOptions are the SMTP settings that Config does not carry. They
-// belong in Config; until they are there, SetSMTPOptions sets them per
-// Proxy.
+// SMTPOptions are the settings of the SMTP protocols (Config.SMTP).
 type SMTPOptions struct {
 	// BackendSMTP delivers incoming mail to the backends over SMTP; the
 	// default is LMTP (RFC 2033), on Config.Ports[SMTP] (24 by default).
@@ -52,16 +50,8 @@ type SMTPOptions struct {
 	IdleTimeout time.Duration
 }
 
-var smtpOptionsByProxy sync.Map // *Proxy -> SMTPOptions
-
-// SetSMTPOptions sets p's SMTP options; call it before Serve.
-func (p *Proxy) SetSMTPOptions(o SMTPOptions) { smtpOptionsByProxy.Store(p, o) }
-
-func (p *Proxy) smtpOptions() SMTPOptions {
-	var o SMTPOptions
-	if v, ok := smtpOptionsByProxy.Load(p); ok {
-		o = v.(SMTPOptions)
-	}
+// withDefaults fills in the zero fields.
+func (o SMTPOptions) withDefaults() SMTPOptions {
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = 64 << 20
 	}
@@ -73,6 +63,8 @@ func (p *Proxy) smtpOptions() SMTPOptions {
 	}
 	return o
 }
+
+func (p *Proxy) smtpOptions() SMTPOptions { return p.cfg.SMTP }
 
 // Replies of the proxy's own (the backend's replies pass through as they are).
 var (

@@ -34,8 +34,8 @@ func startSMTPProxy(t *testing.T, cfg Config, proto Protocol, opt SMTPOptions) *
 		d = newFakeDir()
 		cfg.Directory = d
 	}
+	cfg.SMTP = opt
 	h := startProxy(t, cfg, proto)
-	h.p.SetSMTPOptions(opt)
 	return &smtpEnv{dir: d, px: h}
 }
 

@@ -50,6 +50,10 @@ type proxyFlags struct {
 	maxLoginFailures int
 	hostname         string
 	dirConns         int
+	backendSMTPProto string
+	maxMessageSize   int64
+	maxRecipients    int
+	smtpTimeout      time.Duration
 }
 
 func init() { root.AddCommand(newProxyCmd()) }
@@ -100,6 +104,10 @@ on unprivileged loopback ports.`,
 	fl.DurationVar(&f.loginTimeout, "login-timeout", time.Minute, "time a client has for each step before it is logged in")
 	fl.IntVar(&f.maxLoginFailures, "max-login-failures", 3, "failed logins on one connection before it is closed")
 	fl.StringVar(&f.hostname, "hostname", "", "name the proxy greets with (default: the host name)")
+	fl.StringVar(&f.backendSMTPProto, "backend-smtp-protocol", "lmtp", "how incoming mail reaches backends: lmtp or smtp")
+	fl.Int64Var(&f.maxMessageSize, "max-message-size", 64<<20, "largest message taken over SMTP, in bytes")
+	fl.IntVar(&f.maxRecipients, "max-recipients", 100, "recipients of one SMTP transaction; more get 452")
+	fl.DurationVar(&f.smtpTimeout, "smtp-timeout", 5*time.Minute, "how long an SMTP client or backend may be silent in a transaction")
 	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every login (pipelined)")
 	return cmd
 }
@@ -109,7 +117,10 @@ func (f *proxyFlags) check() error {
 		atLeast("max-conns-per-ip", f.maxConnsPerIP, 0),
 		atLeast("login-timeout", f.loginTimeout, time.Millisecond),
 		atLeast("max-login-failures", f.maxLoginFailures, 1),
-		within("directory-conns", f.dirConns, 1, 1024)}
+		within("directory-conns", f.dirConns, 1, 1024),
+		atLeast("max-message-size", int(min(f.maxMessageSize, 1<<40)), 1),
+		within("max-recipients", f.maxRecipients, 1, 100_000),
+		atLeast("smtp-timeout", f.smtpTimeout, time.Millisecond)}
 	for p, name := range []string{"imap", "pop3", "submission", "smtp"} {
 		errs = append(errs, within("backend-"+name+"-port", f.backendPorts[p], 1, 65535))
 	}
@@ -127,6 +138,14 @@ func (f *proxyFlags) proxyConfig(log *slog.Logger, clientTLS *tls.Config) (proxy
 		Penalty: penalty.New(penalty.Config{}),
 	}
 	copy(cfg.Ports[:], f.backendPorts[:])
+	cfg.SMTP = proxy.SMTPOptions{MaxMessageBytes: f.maxMessageSize, MaxRecipients: f.maxRecipients, IdleTimeout: f.smtpTimeout}
+	switch f.backendSMTPProto {
+	case "lmtp":
+	case "smtp":
+		cfg.SMTP.BackendSMTP = true
+	default:
+		return cfg, fmt.Errorf("--backend-smtp-protocol: %q is neither lmtp nor smtp", f.backendSMTPProto)
+	}
 	switch f.backendTLS {
 	case "none":
 		cfg.BackendTLS = proxy.BackendPlain
