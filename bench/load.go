@@ -166,19 +166,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		h.merge(&w.hist)
 		res.Errors += w.errs
 	}
-	res.Requests = int64(h.n)
-	if s := elapsed.Seconds(); s > 0 {
-		res.RPS = float64(res.Requests) / s
-		res.ClientCPU = cpu.Seconds() / s * 100
-	}
-	res.P50, res.P99, res.P999 = h.quantile(0.50), h.quantile(0.99), h.quantile(0.999)
-	res.Max = time.Duration(h.max)
-	r.mu.Lock()
-	res.FirstErrors = r.shown
-	r.mu.Unlock()
-
-	if res.Errors > 0 {
-		return res, fmt.Errorf("bench: %d of %d requests failed; first: %s", res.Errors, res.Requests, res.FirstErrors[0])
+	if err := r.finish(&res, &h, cpu, "requests"); err != nil {
+		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -214,6 +203,26 @@ type runner struct {
 	nshown atomic.Int64
 	mu     sync.Mutex
 	shown  []string
+}
+
+// finish fills in res's figures from the merged histogram h and the CPU
+// this process used, and returns an error when any of what (requests,
+// sessions) failed.
+func (r *runner) finish(res *Result, h *histogram, cpu time.Duration, what string) error {
+	res.Requests = int64(h.n)
+	if s := res.Elapsed.Seconds(); s > 0 {
+		res.RPS = float64(res.Requests) / s
+		res.ClientCPU = cpu.Seconds() / s * 100
+	}
+	res.P50, res.P99, res.P999 = h.quantile(0.50), h.quantile(0.99), h.quantile(0.999)
+	res.Max = time.Duration(h.max)
+	r.mu.Lock()
+	res.FirstErrors = r.shown
+	r.mu.Unlock()
+	if res.Errors > 0 {
+		return fmt.Errorf("bench: %d of %d %s failed; first: %s", res.Errors, res.Requests, what, res.FirstErrors[0])
+	}
+	return nil
 }
 
 // now is the time since the run's origin (monotonic).

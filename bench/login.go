@@ -77,18 +77,9 @@ func RunLogins(ctx context.Context, cfg Config) (Result, error) {
 	for k := range hists {
 		h.merge(&hists[k])
 	}
-	res := Result{Mode: cfg.Mode, Conns: cfg.Conns, Depth: 1, Elapsed: elapsed, Requests: int64(h.n), Errors: errs.Load()}
-	if s := elapsed.Seconds(); s > 0 {
-		res.RPS = float64(res.Requests) / s
-		res.ClientCPU = cpu.Seconds() / s * 100
-	}
-	res.P50, res.P99, res.P999 = h.quantile(0.50), h.quantile(0.99), h.quantile(0.999)
-	res.Max = time.Duration(h.max)
-	r.mu.Lock()
-	res.FirstErrors = r.shown
-	r.mu.Unlock()
-	if res.Errors > 0 {
-		return res, fmt.Errorf("bench: %d of %d sessions failed; first: %s", res.Errors, res.Requests, res.FirstErrors[0])
+	res := Result{Mode: cfg.Mode, Conns: cfg.Conns, Depth: 1, Elapsed: elapsed, Errors: errs.Load()}
+	if err := r.finish(&res, &h, cpu, "sessions"); err != nil {
+		return res, err
 	}
 	return res, ctx.Err()
 }

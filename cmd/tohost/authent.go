@@ -41,6 +41,23 @@ func (f *dirClientFlags) register(fs *pflag.FlagSet) {
 
 func (f *dirClientFlags) useTLS() bool { return f.tls || f.tlsCA != "" || f.tlsInsecure }
 
+// loadCAs reads the CA certificates a TLS client trusts from path (PEM);
+// nil, the system's, when path is empty.
+func loadCAs(flag, path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in %s", flag, path)
+	}
+	return pool, nil
+}
+
 // client builds a client from the flags.
 func (f *dirClientFlags) client(conns int, log *slog.Logger) (*authent.Client, error) {
 	if err := atLeast("timeout", f.timeout, time.Millisecond); err != nil {
@@ -64,16 +81,9 @@ func (f *dirClientFlags) client(conns int, log *slog.Logger) (*authent.Client, e
 	}
 	if f.useTLS() {
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.tlsInsecure}
-		if f.tlsCA != "" {
-			pem, err := os.ReadFile(f.tlsCA)
-			if err != nil {
-				return nil, fmt.Errorf("--tls-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--tls-ca: no PEM certificate in %s", f.tlsCA)
-			}
-			cfg.TLS.RootCAs = pool
+		var err error
+		if cfg.TLS.RootCAs, err = loadCAs("--tls-ca", f.tlsCA); err != nil {
+			return nil, err
 		}
 	}
 	return authent.NewClient(cfg)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,16 +156,9 @@ func (f *proxyFlags) proxyConfig(log *slog.Logger, clientTLS *tls.Config) (proxy
 		return cfg, fmt.Errorf("--backend-tls: %q is not none, starttls or tls", f.backendTLS)
 	}
 	cfg.BackendTLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.backendInsecure}
-	if f.backendTLSCA != "" {
-		pem, err := os.ReadFile(f.backendTLSCA)
-		if err != nil {
-			return cfg, fmt.Errorf("--backend-tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return cfg, fmt.Errorf("--backend-tls-ca: no PEM certificate in %s", f.backendTLSCA)
-		}
-		cfg.BackendTLSConfig.RootCAs = pool
+	var err error
+	if cfg.BackendTLSConfig.RootCAs, err = loadCAs("--backend-tls-ca", f.backendTLSCA); err != nil {
+		return cfg, err
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
