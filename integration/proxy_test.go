@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -67,10 +68,17 @@ func fakeIMAPBackend(t *testing.T, user, pass string) (string, chan string) {
 // it accepts connections.
 func startProxy(t *testing.T, directory string, extra ...string) (imapAddr string, log *strings.Builder) {
 	t.Helper()
+	imapAddr, log, _ = startProxyCmd(t, directory, extra...)
+	return imapAddr, log
+}
+
+// startProxyCmd is startProxy that also returns the process.
+func startProxyCmd(t *testing.T, directory string, extra ...string) (imapAddr string, log *strings.Builder, cmd *exec.Cmd) {
+	t.Helper()
 	imapAddr = freeAddr(t)
 	log = new(strings.Builder)
 	args := append([]string{"proxy", "--directory", directory, "--imap-addr", imapAddr, "--http-addr", ""}, extra...)
-	cmd := exec.Command(binary, args...)
+	cmd = exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -80,7 +88,7 @@ func startProxy(t *testing.T, directory string, extra ...string) (imapAddr strin
 		c, err := net.Dial("tcp", imapAddr)
 		if err == nil {
 			c.Close()
-			return imapAddr, log
+			return imapAddr, log, cmd
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("proxy did not start: %v\n%s", err, log)
@@ -176,5 +184,43 @@ func TestProxyBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%s: %v\n%s", tc.args, err, out)
 		}
+	}
+}
+
+// TestProxyShutdown: on SIGTERM the proxy stops accepting, gives an
+// established session --shutdown-timeout, then closes it and exits 0.
+func TestProxyShutdown(t *testing.T) {
+	backend, _ := fakeIMAPBackend(t, "bob@example.com", "s3cret")
+	d := startDirectory(t, t.TempDir())
+	dial(t, d.addr).expect("set bob@example.com s3cret tohost="+backend, "+OK bob@example.com added to database")
+	imapAddr, log, cmd := startProxyCmd(t, d.addr, "--shutdown-timeout", "1s")
+	c := dial(t, imapAddr)
+	c.line()
+	c.write("a LOGIN bob@example.com s3cret\r\n")
+	if l := c.line(); !strings.HasPrefix(l, "a OK") {
+		t.Fatalf("login: %q", l)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The established session goes on during the drain...
+	c.write("b SELECT INBOX\r\n")
+	if l := c.line(); l != "* 3 EXISTS" {
+		t.Fatalf("session during the drain: %q", l)
+	}
+	c.line()
+	// ...and is closed when it ends; the proxy exits cleanly.
+	if _, err := io.ReadAll(c.r); err != nil {
+		t.Fatalf("session at the end of the drain: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, log)
+	}
+	if !strings.Contains(log.String(), "proxy stopped") {
+		t.Fatalf("no stop line:\n%s", log)
+	}
+	if c, err := net.Dial("tcp", imapAddr); err == nil {
+		c.Close()
+		t.Fatal("still accepting after the stop")
 	}
 }
