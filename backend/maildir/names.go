@@ -66,7 +66,7 @@ func folderDir(name string) (canon, dir string, err error) {
 	parts := strings.Split(name, "/")
 	var b strings.Builder
 	for i, p := range parts {
-		if p == "" || badChars(p) {
+		if p == "" || p == "." || p == ".." || badChars(p) {
 			return "", "", ErrBadName
 		}
 		if i == 0 && strings.EqualFold(p, folderInbox) {
