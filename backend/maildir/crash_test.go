@@ -135,6 +135,8 @@ func TestCrash(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// A failing check must not leave the child delivering.
+		t.Cleanup(func() { cmd.Process.Kill() })
 		// Kill after a random number of acknowledged deliveries past a
 		// few Syncs; the child is always in the middle of something.
 		killAt := 80 + rand.IntN(80)

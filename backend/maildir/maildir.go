@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +75,10 @@ func Open(root string, opt Options) (*Store, error) {
 		if host == "" {
 			host = "localhost"
 		}
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err

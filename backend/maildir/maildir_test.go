@@ -329,3 +329,23 @@ func TestDeliverMany(t *testing.T) {
 		t.Fatalf("Usage %d %v", n, err)
 	}
 }
+
+func TestRelativeRoot(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	s, err := Open("mail", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := record(s, filepath.Join(dir, "mail"))
+	key, err := s.Deliver("pat@example.org", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mail", "example.org", "pat", "new", key)); err != nil {
+		t.Fatal(err)
+	}
+	if ops := strings.Join(rec.take(), "\n"); !strings.HasPrefix(ops, "fsyncdir .\nfsyncdir example.org\n") {
+		t.Fatalf("new directories not fsynced in their parents:\n%s", ops)
+	}
+}
