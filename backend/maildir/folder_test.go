@@ -425,17 +425,18 @@ func TestOpenCleansTmp(t *testing.T) {
 	now := time.Now().Unix()
 	deadDir := fmt.Sprintf("%d.M2P%dQ2.mx1.example", now, dead)
 	files := map[string]bool{ // name -> kept
-		keyName(now, dead, "mx1.example"):         false,
-		keyName(now, os.Getpid(), "mx1.example"):  true,
-		keyName(now, dead, "mx2.example"):         true,
-		keyName(now-40*3600, dead, "mx2.example"): false,
+		keyName(now, dead, "mx1.example"):             false,
+		keyName(now, os.Getpid(), "mx1.example"):      true,
+		keyName(now-3600, os.Getpid(), "mx1.example"): false, // an earlier process with our pid
+		keyName(now, dead, "mx2.example"):             true,
+		keyName(now-40*3600, dead, "mx2.example"):     false,
 		"foreign-file": true,
 	}
 	for _, dir := range []string{filepath.Join(root, "_", "oz", "tmp"), filepath.Join(root, "_", "oz", ".Sent", "tmp")} {
 		for name := range files {
 			p := filepath.Join(dir, name)
 			os.WriteFile(p, []byte("partial"), 0o600)
-			if sec, _, _, _, ok := keyParts(name); ok {
+			if sec, _, _, _, ok := keyParts(name); ok && sec < now {
 				ts := time.Unix(sec, 0)
 				os.Chtimes(p, ts, ts)
 			}
