@@ -20,7 +20,6 @@ package maildir
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -482,5 +481,3 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	return nil
 }
-
-func (s *Store) String() string { return fmt.Sprintf("maildir.Store(%s)", s.root) }
