@@ -49,6 +49,11 @@ type conn struct {
 	inner    net.Conn // raw, or the TLS connection after STARTTLS
 	greeted  bool
 	greetBuf []byte
+	// A synchronizing literal announced, and go-imap's answer to it.
+	syncLit     int64
+	syncTag     string
+	litAccepted int64
+	litRefused  bool
 
 	tls      atomic.Bool
 	authed   atomic.Bool
@@ -89,6 +94,7 @@ func (c *conn) preauthCaps() string {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	c.syncLiteral()
 	for len(c.pending) == 0 {
 		if c.literal > 0 {
 			n := int64(len(p))
@@ -168,8 +174,31 @@ func (c *conn) next() error {
 	idle := start && !c.afterIdle && isCommand(line, "IDLE")
 	c.afterIdle = idle
 	c.pending = append(c.pending[:0], line...)
-	c.literal, c.atStart = n, !lit
+	c.atStart = !lit
+	switch {
+	case lit && nonSync:
+		c.literal = n
+	case lit:
+		// A synchronizing literal comes only if go-imap says "+";
+		// Write sees which.
+		c.wmu.Lock()
+		c.syncLit, c.syncTag = n, c.tag
+		c.wmu.Unlock()
+	}
 	return nil
+}
+
+// syncLiteral takes what Write saw of go-imap's answer to a synchronizing
+// literal: "+" (the literal follows) or the tagged refusal (it never will).
+func (c *conn) syncLiteral() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.litAccepted > 0 {
+		c.literal, c.litAccepted = c.litAccepted, 0
+	}
+	if c.litRefused {
+		c.atStart, c.midLine, c.litRefused = true, false, false
+	}
 }
 
 // maxNonSync is the largest non-synchronizing literal (LITERAL-).
@@ -362,6 +391,14 @@ func (c *conn) writeRaw(s string) error {
 func (c *conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.syncLit > 0 {
+		switch {
+		case bytes.HasPrefix(p, []byte("+")):
+			c.litAccepted, c.syncLit = c.syncLit, 0
+		case bytes.HasPrefix(p, []byte(c.syncTag+" ")):
+			c.litRefused, c.syncLit = true, 0
+		}
+	}
 	if c.greeted {
 		return c.inner.Write(p)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,7 +86,7 @@ type env struct {
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, root: t.TempDir(), dir: newFakeDir()}
-	e.cfg = Config{Directory: e.dir, Name: "be1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e.cfg = Config{Directory: e.dir, Name: "be1", Logger: testLogger()}
 	if mod != nil {
 		mod(&e.cfg)
 	}
@@ -204,4 +205,12 @@ func testMessage(subject, body string) string {
 		"Date: Mon, 02 Jan 2006 15:04:05 +0000\r\n" +
 		"Message-ID: <" + strings.ReplaceAll(subject, " ", ".") + "@example.org>\r\n" +
 		"\r\n" + body + "\r\n"
+}
+
+// testLogger discards the server's log unless TOHOST_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("TOHOST_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
