@@ -86,7 +86,7 @@ func newConn(nc net.Conn, s *Server, ln *listener) *conn {
 func (c *conn) ClientIP() netip.Addr { return *c.clientIP.Load() }
 
 func (c *conn) preauthCaps() string {
-	caps := "IMAP4rev1 SASL-IR LITERAL- ID ENABLE IDLE"
+	caps := "IMAP4rev1 SASL-IR LITERAL- ID"
 	if !c.tls.Load() && c.s.cfg.TLS != nil {
 		caps += " STARTTLS"
 	}
