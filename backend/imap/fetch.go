@@ -55,6 +55,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 			seen[i] = true
 			f.msgs[t.sseq-1].flags = slices.Clone(nf)
 			f.tracker.QueueMessageFlags(t.sseq, t.uid, slices.Clone(nf), sl.st)
+			f.changedLocked()
 		}
 	}
 	f.mu.Unlock()

@@ -106,7 +106,7 @@ func (u *userState) openFolder(name string) (*folderState, error) {
 		f.refs++
 		return f, nil
 	}
-	f := &folderState{u: u, name: mf.Name(), f: mf, refs: 1}
+	f := &folderState{u: u, name: mf.Name(), f: mf, refs: 1, changed: make(chan struct{})}
 	msgs, err := mf.Sync()
 	if err != nil {
 		return nil, err
@@ -149,8 +149,22 @@ type folderState struct {
 	validity uint32
 	refs     int // under u.mu
 
-	mu   sync.Mutex
-	msgs []*message // sorted by UID; len(msgs) is the tracker's count
+	mu      sync.Mutex
+	msgs    []*message    // sorted by UID; len(msgs) is the tracker's count
+	changed chan struct{} // closed (and replaced) when updates are queued
+}
+
+// changedLocked wakes the IDLE sessions after updates were queued.
+func (f *folderState) changedLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// changes returns the channel the next queued update closes.
+func (f *folderState) changes() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
 }
 
 // message is one message of a folderState. Its flags change under the
@@ -240,6 +254,9 @@ func (f *folderState) refreshLocked() error {
 	// only knows steps of one.
 	for n := old + 1; n <= len(f.msgs); n++ {
 		f.tracker.QueueNumMessages(uint32(n))
+	}
+	if len(gone) > 0 || len(changed) > 0 || len(f.msgs) > old {
+		f.changedLocked()
 	}
 	return nil
 }

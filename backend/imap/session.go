@@ -475,10 +475,27 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 		<-stop
 		return nil
 	}
-	if err := ss.Poll(w, true); err != nil {
-		return err
+	// Not SessionTracker.Idle: an update queued between a Poll and its
+	// start would wait for the next one. The channel is taken before each
+	// Poll, so whatever is queued after the Poll closes it.
+	f := ss.sel.f
+	f.mu.Lock()
+	err := f.refreshLocked()
+	f.mu.Unlock()
+	if err != nil {
+		ss.s.log.Warn("imap: sync", "user", ss.userName(), "folder", f.name, "err", err)
 	}
-	return ss.sel.st.Idle(w, stop)
+	for {
+		changed := f.changes()
+		if err := ss.sel.st.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-changed:
+		}
+	}
 }
 
 func (ss *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
@@ -609,6 +626,7 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 		t.flags = nf
 		f.msgs[t.sseq-1].flags = slices.Clone(nf)
 		f.tracker.QueueMessageFlags(t.sseq, t.uid, slices.Clone(nf), sl.st)
+		f.changedLocked()
 	}
 	f.mu.Unlock()
 	if err != nil {

@@ -73,6 +73,7 @@ func TestStoreSeenBySecondSession(t *testing.T) {
 	b := e.login("alice@example.org", h)
 	uid := appendMsg(t, a, "INBOX", testMessage("one", "1"), nil)
 	appendMsg(t, a, "INBOX", testMessage("two", "2"), nil)
+	appendMsg(t, a, "INBOX", testMessage("three", "3"), nil)
 	must(a.Select("INBOX", nil).Wait())
 	must(b.Select("INBOX", nil).Wait())
 
@@ -93,17 +94,17 @@ func TestStoreSeenBySecondSession(t *testing.T) {
 	}
 
 	// An expunge in one session reaches the other.
-	must(a.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsSet, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect())
+	must(a.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsSet, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect())
 	if err := a.Expunge().Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Noop().Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if seq := wait(t, ev.expunge, "EXPUNGE in the second session"); seq != 1 {
+	if seq := wait(t, ev.expunge, "EXPUNGE in the second session"); seq != 2 {
 		t.Errorf("second session expunged %d", seq)
 	}
-	if uids := fetchUIDs(t, b); !slices.Equal(uids, []imap.UID{2}) {
+	if uids := fetchUIDs(t, b); !slices.Equal(uids, []imap.UID{1, 3}) {
 		t.Errorf("second session UIDs %v", uids)
 	}
 	// Read-only sessions do not store.
@@ -235,6 +236,14 @@ func TestIdleSeesDelivery(t *testing.T) {
 	}
 	if n := wait(t, ev.exists, "EXISTS during IDLE"); n != 2 {
 		t.Errorf("EXISTS %d, want 2", n)
+	}
+	// The server is surely idling now: this one can only come through
+	// the Store's notification.
+	if _, err := e.store.Deliver("alice@example.org", strings.NewReader(testMessage("later", "z"))); err != nil {
+		t.Fatal(err)
+	}
+	if n := wait(t, ev.exists, "EXISTS of a second delivery during IDLE"); n != 3 {
+		t.Errorf("EXISTS %d, want 3", n)
 	}
 	if err := idle.Close(); err != nil {
 		t.Fatal(err)
