@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/protocol/authent"
 )
 
@@ -63,6 +64,7 @@ func testDirectory() *fakeDirectory {
 		dirUser("dave@example.com", "tohost", "backend1.example", "quota", "300"),
 		dirUser("erin@example.com"), // no tohost
 		dirUser("frank@example.com", "tohost", "backend1.example", "quota", "1000000000"),
+		dirUser("../evil@example.com", "tohost", "backend1.example"), // a name the store refuses
 	}
 	f := &fakeDirectory{users: map[string]authent.User{}}
 	for _, u := range users {
@@ -89,7 +91,7 @@ type harness struct {
 func start(t *testing.T, cfg DeliveryConfig, wrap func(MailStore) MailStore) *harness {
 	t.Helper()
 	h := &harness{t: t, root: t.TempDir(), reg: prometheus.NewRegistry(), stopped: make(chan error, 2)}
-	st, err := openStore(h.root)
+	st, err := maildir.Open(h.root, maildir.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,6 +350,24 @@ func TestLMTPSameMailboxTwice(t *testing.T) {
 	c.expect("250 2.0.0 <alice@example.com>")
 	c.expect("250 2.0.0 <ALICE@example.com>")
 	h.expectMail("alice@example.com", msg)
+}
+
+// TestBadMailboxName: a directory name the store refuses (it would
+// leave the mail directory) is a permanent failure of that recipient only.
+func TestBadMailboxName(t *testing.T) {
+	h := start(t, DeliveryConfig{}, nil)
+	c := dialClient(t, h.lmtp)
+	c.cmd("LHLO mta.example.org", "250 ")
+	c.cmd("MAIL FROM:<>", "250 ")
+	c.cmd("RCPT TO:<../evil@example.com>", "250 ")
+	c.cmd("RCPT TO:<alice@example.com>", "250 ")
+	c.data("Subject: x\r\n\r\nx\r\n")
+	c.expect("550 5.1.3 <../evil@example.com>")
+	c.expect("250 2.0.0 <alice@example.com>")
+	h.expectMail("alice@example.com", "Subject: x\r\n\r\nx\r\n")
+	if _, err := os.Stat(filepath.Join(filepath.Dir(h.root), "evil")); !os.IsNotExist(err) {
+		t.Fatalf("something was made outside the mail directory: %v", err)
+	}
 }
 
 // TestSMTP: SMTP gives one reply for all recipients: 250 when all have
