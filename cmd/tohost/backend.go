@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tohost/tohost/backend"
+	backendimap "github.com/tohost/tohost/backend/imap"
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
@@ -33,6 +34,7 @@ type backendFlags struct {
 	smtpAddr       string
 	imapAddr       string
 	imapsAddr      string
+	imapIDTrusted  []string
 	pop3Addr       string
 	pop3sAddr      string
 	acceptDefault  bool
@@ -74,6 +76,7 @@ given; with none given, LMTP and SMTP listen on unprivileged loopback ports.`,
 	fl.StringVar(&f.smtpAddr, "smtp-addr", "", "SMTP listen address for incoming mail (off unless given)")
 	fl.StringVar(&f.imapAddr, "imap-addr", "", "IMAP listen address (off unless given)")
 	fl.StringVar(&f.imapsAddr, "imaps-addr", "", "IMAP listen address, implicit TLS (off unless given)")
+	fl.StringSliceVar(&f.imapIDTrusted, "imap-id-trusted", nil, "networks (CIDR) whose IMAP ID x-originating-ip is taken as the client's address (the proxies)")
 	fl.StringVar(&f.pop3Addr, "pop3-addr", "", "POP3 listen address (off unless given)")
 	fl.StringVar(&f.pop3sAddr, "pop3s-addr", "", "POP3 listen address, implicit TLS (off unless given)")
 	fl.BoolVar(&f.acceptDefault, "accept-default", false, "also take mail for users who have no tohost field")
@@ -158,10 +161,36 @@ func backendServers(r *backendRun) (given bool, err error) {
 		}
 	}
 
-	// ---- IMAP and POP3: wired by their servers (backend IMAP, backend
-	// POP3); until then their flags are refused rather than ignored. ----
-	for flag, addr := range map[string]string{"imap-addr": f.imapAddr, "imaps-addr": f.imapsAddr,
-		"pop3-addr": f.pop3Addr, "pop3s-addr": f.pop3sAddr} {
+	// ---- IMAP ----
+	if f.imapAddr != "" || f.imapsAddr != "" {
+		idTrusted, err := listen.ParsePrefixes("imap-id-trusted", f.imapIDTrusted)
+		if err != nil {
+			return given, err
+		}
+		srv := backendimap.New(backendimap.Config{
+			Store: r.store, Directory: r.dir, Name: f.name, AcceptDefault: f.acceptDefault,
+			TLS: r.tls, TrustedProxies: idTrusted, MaxMessageSize: f.maxMessageSize,
+			DrainTimeout: f.listen.shutdownTimeout, Logger: r.log, Metrics: backendimap.NewMetrics(r.reg),
+		})
+		const refusal = "* BYE Too many connections, try again later\r\n"
+		for _, l := range []struct {
+			flag, addr string
+			implicit   bool
+		}{{"imap-addr", f.imapAddr, false}, {"imaps-addr", f.imapsAddr, true}} {
+			if l.addr == "" {
+				continue
+			}
+			ln, err := r.listen(l.flag, l.addr, l.implicit, refusal)
+			if err != nil {
+				return given, err
+			}
+			r.d.Serve(l.flag[:len(l.flag)-5], ln, srv.Serve)
+		}
+	}
+
+	// ---- POP3: wired by its server (backend POP3); until then its flags
+	// are refused rather than ignored. ----
+	for flag, addr := range map[string]string{"pop3-addr": f.pop3Addr, "pop3s-addr": f.pop3sAddr} {
 		if addr != "" {
 			return given, fmt.Errorf("--%s: not served by this backend yet", flag)
 		}
