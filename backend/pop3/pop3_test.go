@@ -339,6 +339,13 @@ func TestMarkSeen(t *testing.T) {
 			ts := newTestServer(t, func(c *Config) { c.MarkSeen = mark })
 			ts.deliver("alice", msg1)
 			ts.deliver("alice", msg2)
+			// Message 2 is flagged (by an IMAP client): it stays so.
+			mb, _ := ts.store.Mailbox("alice")
+			f, _ := mb.Folder("INBOX")
+			msgs, _ := f.Sync()
+			if err := f.SetFlags(msgs[1].UID, []string{`\Flagged`}); err != nil {
+				t.Fatal(err)
+			}
 			cl := ts.dial()
 			cl.login("alice", "secret")
 			cl.multi("RETR 2")
@@ -354,6 +361,9 @@ func TestMarkSeen(t *testing.T) {
 			}
 			if slices.Contains(got[1].Flags, `\Seen`) != mark {
 				t.Errorf("message 2 (RETR) flagged %v with MarkSeen %v", got[1].Flags, mark)
+			}
+			if !slices.Contains(got[1].Flags, `\Flagged`) {
+				t.Errorf("message 2 lost its flag: %v", got[1].Flags)
 			}
 		})
 	}
@@ -425,7 +435,12 @@ func TestLineTooLong(t *testing.T) {
 	// A line of MaxLine is read whole.
 	cl.expectReply("NOOP"+strings.Repeat("x", MaxLine-4), "-ERR Invalid command.")
 	cl.expectReply("USER "+strings.Repeat("a", MaxLine-5), "+OK")
-	// One more byte is too much: the answer arrives, then the end.
+	// One more byte is too much, with CR LF or a bare LF: the answer
+	// arrives, then the end.
+	cl.send("USER " + strings.Repeat("a", MaxLine-4) + "\n")
+	cl.expect("-ERR Line too long.")
+	cl.expectClosed()
+	cl = ts.dial()
 	cl.send("USER " + strings.Repeat("a", 64<<10) + "\r\nNOOP\r\n")
 	cl.expect("-ERR Line too long.")
 	cl.expectClosed()

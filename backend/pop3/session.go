@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -761,21 +762,11 @@ func (s *session) markSeen() {
 		if !want[m.UID] {
 			continue
 		}
-		flags := make([]string, 0, len(m.Flags)+1)
-		seen := false
-		for _, f := range m.Flags {
-			switch {
-			case strings.EqualFold(f, `\Recent`):
-				continue
-			case strings.EqualFold(f, `\Seen`):
-				seen = true
-			}
-			flags = append(flags, f)
-		}
-		if seen {
+		if slices.Contains(m.Flags, `\Seen`) {
 			continue
 		}
-		if err := s.folder.SetFlags(m.UID, append(flags, `\Seen`)); err != nil {
+		// SetFlags ignores \Recent.
+		if err := s.folder.SetFlags(m.UID, append(slices.Clip(m.Flags), `\Seen`)); err != nil {
 			s.log.Warn("QUIT: flags", "uid", m.UID, "err", err)
 		}
 	}
