@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // Two messages: one stored with LF endings, lines starting with dots and
@@ -474,5 +477,44 @@ func (cl *client) expectReply(line, want string) {
 	cl.t.Helper()
 	if got := cl.cmd(line); got != want {
 		cl.t.Fatalf("%s: got %q, want %q", line, got, want)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	ts := newTestServer(t, func(c *Config) { c.Metrics = m })
+	ts.deliver("alice", msg1)
+	ts.deliver("alice", msg2)
+	cl := ts.dial()
+	cl.cmdPrefix("USER alice", "+OK")
+	cl.cmdPrefix("PASS wrong", "-ERR [AUTH]")
+	cl.login("alice", "secret")
+	second := ts.dial()
+	second.cmdPrefix("USER alice", "+OK")
+	second.cmdPrefix("PASS secret", "-ERR [IN-USE]")
+	if n := testutil.ToFloat64(m.sessions); n != 2 {
+		t.Errorf("sessions open: %v, want 2", n)
+	}
+	cl.multi("RETR 1")
+	cl.multi("RETR 2")
+	cl.cmdPrefix("DELE 1", "+OK")
+	cl.cmdPrefix("QUIT", "+OK")
+	cl.expectClosed()
+	second.c.Close()
+	ts.waitEnded(2)
+	for outcome, want := range map[string]float64{outcomeOK: 1, outcomeFailed: 1, outcomeInUse: 1, outcomeUnavailable: 0} {
+		if n := testutil.ToFloat64(m.logins.WithLabelValues(outcome)); n != want {
+			t.Errorf("logins %s: %v, want %v", outcome, n, want)
+		}
+	}
+	if n := testutil.ToFloat64(m.retrieved); n != 2 {
+		t.Errorf("retrieved: %v, want 2", n)
+	}
+	if n := testutil.ToFloat64(m.deleted); n != 1 {
+		t.Errorf("deleted: %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(m.sessions); n != 0 {
+		t.Errorf("sessions open after both ended: %v", n)
 	}
 }

@@ -99,6 +99,9 @@ func (s *session) serve(ctx context.Context) {
 	s.log = s.srv.log.With("client", s.ip.String())
 	s.r = bufio.NewReaderSize(s.c, MaxLine+2) // a whole line of MaxLine and its CR LF
 	s.w = bufio.NewWriterSize(s.c, 32<<10)
+	if s.srv.sessionEnded != nil {
+		defer s.srv.sessionEnded() // last: after the unlock, the close and the metrics
+	}
 	cfg.Metrics.sessionOpened()
 	defer cfg.Metrics.sessionClosed()
 	graceful := false
@@ -110,9 +113,6 @@ func (s *session) serve(ctx context.Context) {
 			listen.CloseGracefully(s.c, closeWait)
 		} else {
 			s.c.Close()
-		}
-		if s.srv.sessionEnded != nil {
-			s.srv.sessionEnded()
 		}
 	}()
 	s.write("+OK " + cfg.Name + " POP3 ready.\r\n")
