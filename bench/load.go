@@ -79,6 +79,14 @@ type Config struct {
 
 	// Log, if set, receives the first few error messages as they happen.
 	Log io.Writer
+
+	// lmtp-deliver (RunDeliveries): MessageBytes is the size of each
+	// message (0: 10 KiB), Rcpts the recipients of each (0: 1), and
+	// ToHost, when set, keeps to the users whose tohost it is (the
+	// backend's --name): the others would be refused with 450.
+	MessageBytes int
+	Rcpts        int
+	ToHost       string
 }
 
 // Result is the outcome of a run. Requests counts every request that got an

@@ -8,7 +8,7 @@
 # Reachable: does nothing and prints nothing. Installed but stopped: starts
 # them. Missing: installs them with apt-get (as root, or with sudo -n), then
 # starts them. The client tools some tests run (ldapsearch from ldap-utils,
-# strace) are installed the same way when missing. TOHOST_TEST_POSTGRES (a postgres:// URL) and TOHOST_TEST_REDIS
+# strace, swaks, curl) are installed the same way when missing. TOHOST_TEST_POSTGRES (a postgres:// URL) and TOHOST_TEST_REDIS
 # (host:port) point the tests at other servers; when set, the script only
 # waits for those. TOHOST_TEST_WAIT bounds each wait (seconds, default 60).
 # Exits non-zero, saying how to start what is missing, when it cannot.
@@ -260,6 +260,9 @@ main() {
 	need_pkg ldapsearch ldap-utils || failed=1
 	# The durability test watches the directory's system calls with strace.
 	need_pkg strace strace || failed=1
+	# The backend's delivery tests send mail with swaks (and curl).
+	need_pkg swaks swaks || failed=1
+	need_pkg curl curl || failed=1
 	if have strace && ! strace -f -o /dev/null true >/dev/null 2>&1; then
 		say "strace cannot trace here (is ptrace denied?); the durability test will fail"
 	fi

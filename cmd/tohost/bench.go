@@ -31,6 +31,9 @@ type benchFlags struct {
 	procs       int
 	allowRemote bool
 	listen      string
+	size        int
+	rcpts       int
+	tohost      string
 }
 
 func init() { root.AddCommand(newBenchCmd()) }
@@ -39,7 +42,7 @@ func newBenchCmd() *cobra.Command {
 	var f benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Checked load generator for the authent protocol (lookup, check, set), and the echo server to compare with",
+		Short: "Checked load generator for the authent protocol (lookup, check, set), IMAP and POP3 logins and LMTP deliveries, and the echo server to compare with",
 		Long: `bench drives a directory over the authent protocol with --conns connections,
 each keeping --depth requests in flight, for users of the deterministic benchmark
 population (userNNNNNNN@domainDD.example, password pw-NNNNNNN; see package bench).
@@ -54,7 +57,11 @@ once each: loads a directory and measures durable writes/s; runs until all are
 written unless --duration is given), imap-login and pop3-login (--directory is
 then an IMAP or POP3 server, a proxy or a backend: each request is a whole session,
 connect, greeting, LOGIN or USER/PASS, LOGOUT or QUIT; --miss sends that fraction
-of wrong passwords, which must be refused), echo-server (serves the bare line-echo
+of wrong passwords, which must be refused), lmtp-deliver (--directory is then a
+backend's LMTP address: --conns senders each deliver --size byte messages, one after
+another on one connection, to --rcpts users of the population whose tohost is
+--tohost; every recipient must get its 250, which a backend gives once the message
+is on disk), echo-server (serves the bare line-echo
 server on --listen until interrupted: the physical limit to compare with; bench it
 with --mode lookup --accept-any).`,
 		Args: cobra.NoArgs,
@@ -86,13 +93,17 @@ with --mode lookup --accept-any).`,
 				d = 0 // set: until every user is written
 			}
 			run := bench.Run
-			if f.mode == bench.ModeIMAPLogin || f.mode == bench.ModePOP3Login {
+			switch f.mode {
+			case bench.ModeIMAPLogin, bench.ModePOP3Login:
 				run = bench.RunLogins
+			case bench.ModeLMTPDeliver:
+				run = bench.RunDeliveries
 			}
 			res, err := run(ctx, bench.Config{
 				Addr: f.addr, Mode: f.mode, Conns: f.conns, Depth: f.depth, Duration: d, Count: f.count,
 				Users: f.users, First: f.first, Miss: f.miss, Seed: f.seed, Timeout: f.timeout,
 				VerifyHost: f.verifyHost, AcceptAny: f.acceptAny, Secret: f.secret, Log: cmd.ErrOrStderr(),
+				MessageBytes: f.size, Rcpts: f.rcpts, ToHost: f.tohost,
 			})
 			if res.Mode != "" { // the run took place
 				fmt.Fprintln(cmd.OutOrStdout(), res)
@@ -101,7 +112,7 @@ with --mode lookup --accept-any).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login or echo-server")
+	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login, lmtp-deliver or echo-server")
 	fl.StringVar(&f.addr, "directory", "127.0.0.1:4020", "directory address (echo-server: the address to listen on, unless --listen is given)")
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "old name of --directory")
 	fl.MarkDeprecated("addr", "use --directory")
@@ -120,6 +131,9 @@ with --mode lookup --accept-any).`,
 	fl.StringVar(&f.secret, "secret", "", "shared secret sent with `auth` first on every connection")
 	fl.StringVar(&f.reply, "reply", "+OK x config 0", "echo-server: the reply to every line (CRLF appended)")
 	fl.IntVar(&f.procs, "procs", 0, "GOMAXPROCS of this process (0 = Go default)")
+	fl.IntVar(&f.size, "size", 10<<10, "lmtp-deliver: bytes of each message")
+	fl.IntVar(&f.rcpts, "rcpts", 1, "lmtp-deliver: recipients of each message")
+	fl.StringVar(&f.tohost, "tohost", "backend1.example", "lmtp-deliver: deliver to the users whose tohost this is (the backend's --name); empty: to every user")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a non-loopback --directory")
 	return cmd
 }

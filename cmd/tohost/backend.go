@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/tohost/tohost/backend"
+	"github.com/tohost/tohost/backend/maildir"
+	"github.com/tohost/tohost/internal/daemon"
+	"github.com/tohost/tohost/internal/listen"
+	"github.com/tohost/tohost/protocol/authent"
+)
+
+type backendFlags struct {
+	dir    dirClientFlags
+	listen listenFlags
+	log    logFlags
+
+	name           string
+	mailDir        string
+	lmtpAddr       string
+	smtpAddr       string
+	imapAddr       string
+	imapsAddr      string
+	pop3Addr       string
+	pop3sAddr      string
+	acceptDefault  bool
+	maxMessageSize int64
+	maxRecipients  int
+	hostname       string
+	dirConns       int
+}
+
+// Where the backend listens when no listener flag is given.
+const (
+	backendDefaultLMTP = "127.0.0.1:2424"
+	backendDefaultSMTP = "127.0.0.1:2525"
+)
+
+func init() { root.AddCommand(newBackendCmd()) }
+
+func newBackendCmd() *cobra.Command {
+	var f backendFlags
+	cmd := &cobra.Command{
+		Use:   "backend",
+		Short: "Run a mail backend: users' Maildirs, mail delivered over LMTP and SMTP",
+		Long: `backend keeps the mailboxes of the users whose tohost field names it (--name) in
+Maildirs under --mail-dir, and takes their mail over LMTP (from the proxies) and SMTP.
+Each recipient is looked up in the directory: another backend's user is refused with
+450 (the sender retries and the proxy routes anew), an unknown user with 550. A 250
+is given only once the message is on disk and synced. Each listener is off unless
+given; with none given, LMTP and SMTP listen on unprivileged loopback ports.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runBackend(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	f.dir.register(fl)
+	f.listen.register(fl, "127.0.0.1:4082")
+	f.log.register(fl)
+	fl.StringVar(&f.name, "name", "", "this backend's name, as users' tohost fields give it (default: the host name)")
+	fl.StringVar(&f.mailDir, "mail-dir", "./tohost-mail", "directory of the users' Maildirs (<domain>/<user>/)")
+	fl.StringVar(&f.lmtpAddr, "lmtp-addr", "", "LMTP listen address (off unless given)")
+	fl.StringVar(&f.smtpAddr, "smtp-addr", "", "SMTP listen address for incoming mail (off unless given)")
+	fl.StringVar(&f.imapAddr, "imap-addr", "", "IMAP listen address (off unless given)")
+	fl.StringVar(&f.imapsAddr, "imaps-addr", "", "IMAP listen address, implicit TLS (off unless given)")
+	fl.StringVar(&f.pop3Addr, "pop3-addr", "", "POP3 listen address (off unless given)")
+	fl.StringVar(&f.pop3sAddr, "pop3s-addr", "", "POP3 listen address, implicit TLS (off unless given)")
+	fl.BoolVar(&f.acceptDefault, "accept-default", false, "also take mail for users who have no tohost field")
+	fl.Int64Var(&f.maxMessageSize, "max-message-size", 64<<20, "largest message taken over LMTP and SMTP, in bytes")
+	fl.IntVar(&f.maxRecipients, "max-recipients", 1000, "recipients of one LMTP or SMTP transaction; more get 452")
+	fl.StringVar(&f.hostname, "hostname", "", "name the servers greet with (default: --name)")
+	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every lookup (pipelined)")
+	return cmd
+}
+
+func (f *backendFlags) check() error {
+	return errors.Join(f.listen.check(),
+		within("directory-conns", f.dirConns, 1, 1024),
+		atLeast("max-message-size", int(min(f.maxMessageSize, 1<<40)), 1),
+		within("max-recipients", f.maxRecipients, 1, 100_000))
+}
+
+// backendRun is what the backend's servers share.
+type backendRun struct {
+	f     *backendFlags
+	d     *daemon.Daemon
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	gate  *listen.Gate
+	tls   *tls.Config // --tls-cert/--tls-key; nil without
+	store *maildir.Store
+	dir   *authent.Client
+}
+
+// listen opens a listener for flag (the flag's name, for errors) behind
+// the gate; implicit makes it implicit TLS.
+func (r *backendRun) listen(flag, addr string, implicit bool, refusal string) (net.Listener, error) {
+	opt := listen.Options{Refusal: []byte(refusal)}
+	if implicit {
+		if r.tls == nil {
+			return nil, fmt.Errorf("--%s needs --tls-cert and --tls-key", flag)
+		}
+		opt.TLS = r.tls
+	}
+	ln, err := r.gate.Listen(addr, opt)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flag, err)
+	}
+	return ln, nil
+}
+
+// backendServers opens the listeners of the backend's servers and adds
+// them to the daemon: every server is registered here. It returns false
+// when no listener flag was given (then LMTP and SMTP listen on loopback).
+func backendServers(r *backendRun) (given bool, err error) {
+	f := r.f
+	given = f.lmtpAddr != "" || f.smtpAddr != "" || f.imapAddr != "" || f.imapsAddr != "" || f.pop3Addr != "" || f.pop3sAddr != ""
+	lmtpAddr, smtpAddr := f.lmtpAddr, f.smtpAddr
+	if !given {
+		lmtpAddr, smtpAddr = backendDefaultLMTP, backendDefaultSMTP
+	}
+
+	// ---- delivery: LMTP and SMTP ----
+	if lmtpAddr != "" || smtpAddr != "" {
+		dl, err := backend.NewDeliverer(backend.DeliveryConfig{
+			Name: f.name, AcceptDefault: f.acceptDefault, Directory: r.dir, Store: r.store,
+			MaxMessageBytes: f.maxMessageSize, MaxRecipients: f.maxRecipients,
+			IdleTimeout: f.listen.idleTimeout, DrainTimeout: f.listen.shutdownTimeout,
+			TLS: r.tls, Hostname: f.hostname, Logger: r.log, Metrics: backend.NewDeliveryMetrics(r.reg),
+		})
+		if err != nil {
+			return given, err
+		}
+		const refusal = "421 4.7.0 Too many connections, try again later\r\n"
+		for _, s := range []struct {
+			flag, addr string
+			serve      daemon.ServeFunc
+		}{{"lmtp-addr", lmtpAddr, dl.ServeLMTP}, {"smtp-addr", smtpAddr, dl.ServeSMTP}} {
+			if s.addr == "" {
+				continue
+			}
+			ln, err := r.listen(s.flag, s.addr, false, refusal)
+			if err != nil {
+				return given, err
+			}
+			r.d.Serve(s.flag[:4], ln, s.serve)
+		}
+	}
+
+	// ---- IMAP and POP3: wired by their servers (backend IMAP, backend
+	// POP3); until then their flags are refused rather than ignored. ----
+	for flag, addr := range map[string]string{"imap-addr": f.imapAddr, "imaps-addr": f.imapsAddr,
+		"pop3-addr": f.pop3Addr, "pop3s-addr": f.pop3sAddr} {
+		if addr != "" {
+			return given, fmt.Errorf("--%s: not served by this backend yet", flag)
+		}
+	}
+	return given, nil
+}
+
+func runBackend(cmd *cobra.Command, f *backendFlags) error {
+	ctx := cmd.Context()
+	log, err := f.log.logger()
+	if err != nil {
+		return err
+	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	if f.name == "" {
+		if f.name, err = os.Hostname(); err != nil {
+			return fmt.Errorf("--name not given and no host name: %w", err)
+		}
+	}
+	tlsCfg, err := f.listen.tlsConfig()
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gate, err := f.listen.gate(log, reg)
+	if err != nil {
+		return err
+	}
+	// Deliveries get the drain time; the daemon's own deadline is a little
+	// longer, so the servers close their connections themselves before it.
+	d := daemon.New("backend", log, f.listen.shutdownTimeout+5*time.Second)
+	defer d.Abort()
+
+	// The store opens first and closes last, once no server uses it.
+	mailDir, err := filepath.Abs(f.mailDir)
+	if err != nil {
+		return fmt.Errorf("--mail-dir: %w", err)
+	}
+	store, err := maildir.Open(mailDir, maildir.Options{})
+	if err != nil {
+		return fmt.Errorf("--mail-dir: %w", err)
+	}
+	d.OnStop(store.Close)
+	dir, err := f.dir.client(f.dirConns, log)
+	if err != nil {
+		return err
+	}
+	d.OnStop(dir.Close)
+
+	r := &backendRun{f: f, d: d, log: log, reg: reg, gate: gate, tls: tlsCfg, store: store, dir: dir}
+	given, err := backendServers(r)
+	if err != nil {
+		return err
+	}
+	health := func(context.Context) error {
+		_, err := os.Stat(mailDir)
+		return err
+	}
+	if err := f.listen.serveAdmin(d, log, reg, health); err != nil {
+		return err
+	}
+	log.Info("backend", "name", f.name, "mail_dir", mailDir, "accept_default", f.acceptDefault)
+	if !given {
+		log.Info("no listener flags: serving LMTP on " + backendDefaultLMTP + " and SMTP on " + backendDefaultSMTP + " (loopback)")
+	}
+	return d.Run(ctx)
+}
