@@ -46,6 +46,9 @@ const MaxLine = 8 << 10
 // ten minutes).
 const DefaultIdleTimeout = 10 * time.Minute
 
+// DefaultDrainTimeout is Config.DrainTimeout's default.
+const DefaultDrainTimeout = 30 * time.Second
+
 // maxBadCommands is how many commands refused as unknown, out of place
 // or malformed a session may send; the next one closes it.
 const maxBadCommands = 10
@@ -64,10 +67,12 @@ type Directory interface {
 type Config struct {
 	Store     *maildir.Store // required
 	Directory Directory      // required
-	// Name is this backend as users' tohost field names it (host, or
-	// host:port); it is also the name in the greeting. A user whose tohost
-	// names another host cannot log in here.
+	// Name is this backend as users' tohost fields give it: a tohost
+	// matches when its host part equals Name, case aside, whatever its
+	// port. A user whose tohost names another host cannot log in here.
 	Name string
+	// Hostname is the name in the greeting (default Name, else "tohost").
+	Hostname string
 	// AcceptDefault lets users without a tohost log in (this backend is
 	// the proxy's default).
 	AcceptDefault bool
@@ -81,8 +86,12 @@ type Config struct {
 	MarkSeen bool
 	// IdleTimeout is the autologout timer (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
-	Logger      *slog.Logger
-	Metrics     *Metrics // nil: none
+	// DrainTimeout is how long sessions may go on with the command they
+	// are running when Serve's context ends (a RETR to a slow client);
+	// then their connections are closed (default DefaultDrainTimeout).
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+	Metrics      *Metrics // nil: none
 }
 
 // Server serves POP3 on any number of listeners.
@@ -102,8 +111,14 @@ func New(cfg Config) *Server {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	if cfg.Name == "" {
-		cfg.Name = "tohost"
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = cfg.Name
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "tohost"
 	}
 	return &Server{cfg: cfg, name: hostOf(strings.TrimSpace(cfg.Name)), log: cfg.Logger.With("protocol", "pop3")}
 }
@@ -114,15 +129,31 @@ var Refusal = []byte("-ERR [SYS/TEMP] Too many connections, try again later.\r\n
 // Serve accepts connections on ln until ctx ends. Then it stops
 // accepting, and each session finishes the command it is running (a QUIT
 // finishes its deletions) and is closed with "-ERR [SYS/TEMP] Server
-// shutting down."; a session that did not QUIT deletes nothing. Serve
-// returns once every session has ended.
+// shutting down."; a session that did not QUIT deletes nothing. Sessions
+// still running after Config.DrainTimeout are closed. Serve returns once
+// every session has ended.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	t := &tracker{sessions: make(map[*session]struct{})}
-	stop := context.AfterFunc(ctx, func() {
+	var (
+		drainMu sync.Mutex
+		drain   *time.Timer
+	)
+	shutdown := sync.OnceFunc(func() {
 		ln.Close()
 		t.stopAll()
+		drainMu.Lock()
+		drain = time.AfterFunc(s.cfg.DrainTimeout, t.closeAll)
+		drainMu.Unlock()
 	})
-	defer stop()
+	stop := context.AfterFunc(ctx, shutdown)
+	defer func() {
+		stop()
+		drainMu.Lock()
+		if drain != nil {
+			drain.Stop()
+		}
+		drainMu.Unlock()
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -134,8 +165,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			ln.Close()
-			t.stopAll()
+			shutdown()
 			t.wg.Wait()
 			return err
 		}
@@ -171,6 +201,15 @@ func (t *tracker) remove(s *session) {
 	delete(t.sessions, s)
 	t.mu.Unlock()
 	t.wg.Done()
+}
+
+// closeAll closes the connections of the sessions still running.
+func (t *tracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.sessions {
+		s.raw.Close()
+	}
 }
 
 func (t *tracker) stopAll() {

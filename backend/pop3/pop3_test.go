@@ -3,6 +3,7 @@ package pop3
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -516,5 +517,31 @@ func TestMetrics(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.sessions); n != 0 {
 		t.Errorf("sessions open after both ended: %v", n)
+	}
+}
+
+func TestShutdownDrain(t *testing.T) {
+	// A client that stops reading in the middle of a big RETR holds its
+	// session in a write: after the drain time its connection is closed
+	// and Serve returns, with nothing deleted.
+	ts := newTestServer(t, func(c *Config) { c.DrainTimeout = time.Millisecond })
+	big := "Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 998)+"\r\n", 16<<10) // 16 MiB
+	ts.deliver("alice", big)
+	ts.deliver("alice", msg2)
+	cl := ts.dial()
+	cl.c.(*net.TCPConn).SetReadBuffer(4096)
+	cl.login("alice", "secret")
+	cl.cmdPrefix("DELE 2", "+OK")
+	cl.send("RETR 1\r\n")
+	cl.expect(fmt.Sprintf("+OK %d octets.", len(big)))
+	ts.stop()
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+	case <-time.After(hangGuard):
+		t.Fatal("Serve did not return: the stalled session was not closed")
+	}
+	if n := len(ts.inbox("alice")); n != 2 {
+		t.Fatalf("%d messages, want 2", n)
 	}
 }

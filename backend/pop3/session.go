@@ -115,7 +115,7 @@ func (s *session) serve(ctx context.Context) {
 			s.c.Close()
 		}
 	}()
-	s.write("+OK " + cfg.Name + " POP3 ready.\r\n")
+	s.write("+OK " + cfg.Hostname + " POP3 ready.\r\n")
 	for {
 		line, err := s.readLine()
 		if err != nil {
