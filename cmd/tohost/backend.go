@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tohost/tohost/backend"
 	"github.com/tohost/tohost/backend/maildir"
+	"github.com/tohost/tohost/backend/pop3"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
@@ -40,6 +42,8 @@ type backendFlags struct {
 	maxRecipients  int
 	hostname       string
 	dirConns       int
+	loginTrusted   []string
+	pop3MarkSeen   bool
 }
 
 // Where the backend listens when no listener flag is given.
@@ -60,7 +64,9 @@ Maildirs under --mail-dir, and takes their mail over LMTP (from the proxies) and
 Each recipient is looked up in the directory: another backend's user is refused with
 450 (the sender retries and the proxy routes anew), an unknown user with 550. A 250
 is given only once the message is on disk and synced. Each listener is off unless
-given; with none given, LMTP and SMTP listen on unprivileged loopback ports.`,
+given; with none given, LMTP and SMTP listen on unprivileged loopback ports.
+POP3 (--pop3-addr, --pop3s-addr) serves each user's INBOX, locked for the session;
+deletions happen at QUIT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBackend(cmd, &f) },
 	}
@@ -81,6 +87,8 @@ given; with none given, LMTP and SMTP listen on unprivileged loopback ports.`,
 	fl.IntVar(&f.maxRecipients, "max-recipients", 1000, "recipients of one LMTP or SMTP transaction; more get 452")
 	fl.StringVar(&f.hostname, "hostname", "", "name the servers greet with (default: --name)")
 	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every lookup (pipelined)")
+	fl.StringSliceVar(&f.loginTrusted, "login-trusted-networks", nil, "networks (CIDR) of proxies trusted to pass the client's address before login (POP3 XCLIENT, as tohost proxy --backend-forward-ip sends it)")
+	fl.BoolVar(&f.pop3MarkSeen, "pop3-mark-seen", true, "flag messages retrieved over POP3 \\Seen when the session ends with QUIT")
 	return cmd
 }
 
@@ -158,10 +166,36 @@ func backendServers(r *backendRun) (given bool, err error) {
 		}
 	}
 
-	// ---- IMAP and POP3: wired by their servers (backend IMAP, backend
-	// POP3); until then their flags are refused rather than ignored. ----
-	for flag, addr := range map[string]string{"imap-addr": f.imapAddr, "imaps-addr": f.imapsAddr,
-		"pop3-addr": f.pop3Addr, "pop3s-addr": f.pop3sAddr} {
+	// ---- POP3 ----
+	if f.pop3Addr != "" || f.pop3sAddr != "" {
+		trusted, err := parsePrefixes("--login-trusted-networks", f.loginTrusted)
+		if err != nil {
+			return given, err
+		}
+		srv := pop3.New(pop3.Config{
+			Store: r.store, Directory: r.dir, Name: f.name, Hostname: f.hostname, AcceptDefault: f.acceptDefault,
+			TLS: r.tls, TrustedProxies: trusted, MarkSeen: f.pop3MarkSeen,
+			IdleTimeout: f.listen.idleTimeout, DrainTimeout: f.listen.shutdownTimeout,
+			Logger: r.log, Metrics: pop3.NewMetrics(r.reg),
+		})
+		for _, s := range []struct {
+			flag, addr string
+			implicit   bool
+		}{{"pop3-addr", f.pop3Addr, false}, {"pop3s-addr", f.pop3sAddr, true}} {
+			if s.addr == "" {
+				continue
+			}
+			ln, err := r.listen(s.flag, s.addr, s.implicit, string(pop3.Refusal))
+			if err != nil {
+				return given, err
+			}
+			r.d.Serve(strings.TrimSuffix(s.flag, "-addr"), ln, srv.Serve)
+		}
+	}
+
+	// ---- IMAP: wired by its server (backend IMAP); until then its flags
+	// are refused rather than ignored. ----
+	for flag, addr := range map[string]string{"imap-addr": f.imapAddr, "imaps-addr": f.imapsAddr} {
 		if addr != "" {
 			return given, fmt.Errorf("--%s: not served by this backend yet", flag)
 		}
