@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -78,5 +79,40 @@ func TestSTLS(t *testing.T) {
 	cl = ts.dial()
 	cl.send("STLS\r\nUSER alice\r\n")
 	cl.expect("+OK Begin TLS negotiation.")
+	cl.expectClosed()
+}
+
+func TestImplicitTLS(t *testing.T) {
+	// On a POP3S port the listener does the TLS: STLS is neither offered
+	// nor accepted, and logins work as usual.
+	srvTLS, cliTLS := testTLS(t)
+	ts := newTestServer(t, func(c *Config) { c.TLS = srvTLS })
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srvTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := tls.Dial("tcp", ln.Addr().String(), cliTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(hangGuard))
+	cl := &client{t: t, c: c, r: bufio.NewReader(c), ts: ts}
+	cl.expect("+OK mx1 POP3 ready.")
+	if _, body := cl.multi("CAPA"); strings.Contains(body, "STLS") {
+		t.Errorf("CAPA over implicit TLS offers STLS: %q", body)
+	}
+	cl.expectReply("STLS", "-ERR Already using TLS.")
+	cl.login("alice", "secret")
+	cl.expectReply("QUIT", "+OK Bye, 0 messages deleted.")
 	cl.expectClosed()
 }
