@@ -29,5 +29,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzServer -fuzztime $(FUZZTIME) ./directory/ldap/
 	$(GO) test -run '^$$' -fuzz FuzzImport -fuzztime $(FUZZTIME) ./directory/importer/
 	$(GO) test -run '^$$' -fuzz FuzzIMAPCommand -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzCommand -fuzztime $(FUZZTIME) ./backend/pop3/
+	$(GO) test -run '^$$' -fuzz FuzzWire -fuzztime $(FUZZTIME) ./backend/pop3/
 	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) .
 	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzParseSearch -fuzztime $(FUZZTIME) .
