@@ -33,5 +33,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzPOP3Session -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzFolderName -fuzztime $(FUZZTIME) ./backend/maildir/
 	$(GO) test -run '^$$' -fuzz FuzzUserName -fuzztime $(FUZZTIME) ./backend/maildir/
+	$(GO) test -run '^$$' -fuzz FuzzCommand -fuzztime $(FUZZTIME) ./backend/pop3/
+	$(GO) test -run '^$$' -fuzz FuzzWire -fuzztime $(FUZZTIME) ./backend/pop3/
 	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzDecodeMessage -fuzztime $(FUZZTIME) .
 	cd third_party/gldap && $(GO) test -run '^$$' -fuzz FuzzParseSearch -fuzztime $(FUZZTIME) .

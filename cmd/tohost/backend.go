@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ import (
 	"github.com/tohost/tohost/backend"
 	backendimap "github.com/tohost/tohost/backend/imap"
 	"github.com/tohost/tohost/backend/maildir"
+	"github.com/tohost/tohost/backend/pop3"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
@@ -34,7 +36,6 @@ type backendFlags struct {
 	smtpAddr       string
 	imapAddr       string
 	imapsAddr      string
-	imapIDTrusted  []string
 	pop3Addr       string
 	pop3sAddr      string
 	acceptDefault  bool
@@ -42,6 +43,8 @@ type backendFlags struct {
 	maxRecipients  int
 	hostname       string
 	dirConns       int
+	loginTrusted   []string
+	pop3MarkSeen   bool
 }
 
 // Where the backend listens when no listener flag is given.
@@ -62,7 +65,9 @@ Maildirs under --mail-dir, and takes their mail over LMTP (from the proxies) and
 Each recipient is looked up in the directory: another backend's user is refused with
 450 (the sender retries and the proxy routes anew), an unknown user with 550. A 250
 is given only once the message is on disk and synced. Each listener is off unless
-given; with none given, LMTP and SMTP listen on unprivileged loopback ports.`,
+given; with none given, LMTP and SMTP listen on unprivileged loopback ports.
+POP3 (--pop3-addr, --pop3s-addr) serves each user's INBOX, locked for the session;
+deletions happen at QUIT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBackend(cmd, &f) },
 	}
@@ -76,7 +81,6 @@ given; with none given, LMTP and SMTP listen on unprivileged loopback ports.`,
 	fl.StringVar(&f.smtpAddr, "smtp-addr", "", "SMTP listen address for incoming mail (off unless given)")
 	fl.StringVar(&f.imapAddr, "imap-addr", "", "IMAP listen address (off unless given)")
 	fl.StringVar(&f.imapsAddr, "imaps-addr", "", "IMAP listen address, implicit TLS (off unless given)")
-	fl.StringSliceVar(&f.imapIDTrusted, "imap-id-trusted", nil, "networks (CIDR) whose IMAP ID x-originating-ip is taken as the client's address (the proxies)")
 	fl.StringVar(&f.pop3Addr, "pop3-addr", "", "POP3 listen address (off unless given)")
 	fl.StringVar(&f.pop3sAddr, "pop3s-addr", "", "POP3 listen address, implicit TLS (off unless given)")
 	fl.BoolVar(&f.acceptDefault, "accept-default", false, "also take mail for users who have no tohost field")
@@ -84,6 +88,8 @@ given; with none given, LMTP and SMTP listen on unprivileged loopback ports.`,
 	fl.IntVar(&f.maxRecipients, "max-recipients", 1000, "recipients of one LMTP or SMTP transaction; more get 452")
 	fl.StringVar(&f.hostname, "hostname", "", "name the servers greet with (default: --name)")
 	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every lookup (pipelined)")
+	fl.StringSliceVar(&f.loginTrusted, "login-trusted-networks", nil, "networks (CIDR) of proxies trusted to pass the client's address before login (IMAP ID x-originating-ip, POP3 XCLIENT, as tohost proxy --backend-forward-ip sends them)")
+	fl.BoolVar(&f.pop3MarkSeen, "pop3-mark-seen", true, "flag messages retrieved over POP3 \\Seen when the session ends with QUIT")
 	return cmd
 }
 
@@ -163,7 +169,7 @@ func backendServers(r *backendRun) (given bool, err error) {
 
 	// ---- IMAP ----
 	if f.imapAddr != "" || f.imapsAddr != "" {
-		idTrusted, err := listen.ParsePrefixes("imap-id-trusted", f.imapIDTrusted)
+		idTrusted, err := parsePrefixes("--login-trusted-networks", f.loginTrusted)
 		if err != nil {
 			return given, err
 		}
@@ -184,17 +190,37 @@ func backendServers(r *backendRun) (given bool, err error) {
 			if err != nil {
 				return given, err
 			}
-			r.d.Serve(l.flag[:len(l.flag)-5], ln, srv.Serve)
+			r.d.Serve(strings.TrimSuffix(l.flag, "-addr"), ln, srv.Serve)
 		}
 	}
 
-	// ---- POP3: wired by its server (backend POP3); until then its flags
-	// are refused rather than ignored. ----
-	for flag, addr := range map[string]string{"pop3-addr": f.pop3Addr, "pop3s-addr": f.pop3sAddr} {
-		if addr != "" {
-			return given, fmt.Errorf("--%s: not served by this backend yet", flag)
+	// ---- POP3 ----
+	if f.pop3Addr != "" || f.pop3sAddr != "" {
+		trusted, err := parsePrefixes("--login-trusted-networks", f.loginTrusted)
+		if err != nil {
+			return given, err
+		}
+		srv := pop3.New(pop3.Config{
+			Store: r.store, Directory: r.dir, Name: f.name, Hostname: f.hostname, AcceptDefault: f.acceptDefault,
+			TLS: r.tls, TrustedProxies: trusted, MarkSeen: f.pop3MarkSeen,
+			IdleTimeout: f.listen.idleTimeout, DrainTimeout: f.listen.shutdownTimeout,
+			Logger: r.log, Metrics: pop3.NewMetrics(r.reg),
+		})
+		for _, s := range []struct {
+			flag, addr string
+			implicit   bool
+		}{{"pop3-addr", f.pop3Addr, false}, {"pop3s-addr", f.pop3sAddr, true}} {
+			if s.addr == "" {
+				continue
+			}
+			ln, err := r.listen(s.flag, s.addr, s.implicit, string(pop3.Refusal))
+			if err != nil {
+				return given, err
+			}
+			r.d.Serve(strings.TrimSuffix(s.flag, "-addr"), ln, srv.Serve)
 		}
 	}
+
 	return given, nil
 }
 
