@@ -59,7 +59,7 @@ waitport() {
   return 1
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { printf "%.0f\n", $2 }'; }
+metric() { curl -s --max-time 10 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { printf "%.0f\n", $2 }'; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; } # a key=value of a bench summary line
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.1f", s / n; else print "nan" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
@@ -201,9 +201,10 @@ before=() heap0=$(metric "${hhttp[0]}" go_memstats_heap_inuse_bytes) stack0=$(me
 for p in "${hp[@]}"; do before+=("$(rss_kb "$p")"); done
 holders=()
 for k in $(seq 0 $((nproxy - 1))); do
-  "$t" bench --mode imap-hold --directory "127.0.0.1:${hport[k]}" -n "$each" -c "$CONNS" -d 0 \
+  "$t" bench --mode imap-hold --directory "127.0.0.1:${hport[k]}" -n "$each" -c "$CONNS" -d 600s \
     --users "$USERS" --first $((k * each % USERS)) >"$work/hold$k.out" 2>"$work/hold$k.err" &
   holders+=($!)
+  pids+=($!)
 done
 for k in $(seq 0 $((nproxy - 1))); do
   for _ in $(seq 600); do # at most 5 minutes
@@ -221,12 +222,19 @@ gor=$(metric "${hhttp[0]}" go_goroutines)
 fds=$(ls "/proc/${hp[0]}/fd" | wc -l)
 pipes=$(find "/proc/${hp[0]}/fd" -lname 'pipe:*' | wc -l)
 echo "# proxy 1 of $nproxy with its sessions up: $gor goroutines, $fds open files of which $pipes pipes; heap in use by allocation site:"
-go tool pprof -top -sample_index=inuse_space "http://127.0.0.1:${hhttp[0]}/debug/pprof/heap" 2>/dev/null | sed -n '/flat%/,$p' | head -12
+timeout 60 go tool pprof -top -sample_index=inuse_space "http://127.0.0.1:${hhttp[0]}/debug/pprof/heap" 2>/dev/null | sed -n '/flat%/,$p' | head -12 || true
+echo "# stopping the holders (each checks its sessions with a NOOP)"
 for k in $(seq 0 $((nproxy - 1))); do
   kill -TERM "${holders[k]}"
+  for _ in $(seq 120); do # at most a minute
+    kill -0 "${holders[k]}" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -KILL "${holders[k]}" 2>/dev/null || true
   wait "${holders[k]}" || true
   cat "$work/hold$k.out"
-  up=$((up + $(field alive <"$work/hold$k.out")))
+  a=$(field alive <"$work/hold$k.out")
+  up=$((up + ${a:-0}))
 done
 delta=0
 for k in $(seq 0 $((nproxy - 1))); do
