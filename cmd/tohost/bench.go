@@ -63,7 +63,12 @@ another on one connection, to --rcpts users of the population whose tohost is
 --tohost; every recipient must get its 250, which a backend gives once the message
 is on disk), echo-server (serves the bare line-echo
 server on --listen until interrupted: the physical limit to compare with; bench it
-with --mode lookup --accept-any).`,
+with --mode lookup --accept-any), imap-hold (opens --count IMAP sessions at
+--directory, --conns at a time, logs each in and keeps them idle for --duration, or
+until interrupted with --duration 0; prints "imap-hold: N of M sessions up" to
+stderr once they are open, and at the end checks each with a NOOP), imap-server
+(serves a minimal IMAP backend on --listen until interrupted: any LOGIN is OK,
+NOOP, CAPABILITY, ID, LOGOUT; for holding many idle sessions behind a proxy).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -86,6 +91,27 @@ with --mode lookup --accept-any).`,
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "tohost bench: echo server on %s, replying %q\n", ln.Addr(), f.reply)
 				return bench.ServeEcho(ctx, ln, f.reply)
+			}
+			if f.mode == bench.ModeIMAPServer {
+				addr := f.addr
+				if f.listen != "" {
+					addr = f.listen
+				}
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return fmt.Errorf("--listen: %w", err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "tohost bench: IMAP stub on %s\n", ln.Addr())
+				return bench.ServeIMAPStub(ctx, ln)
+			}
+			if f.mode == bench.ModeIMAPHold {
+				cfg := bench.Config{Addr: f.addr, Conns: f.conns, Duration: f.duration, Count: f.count,
+					Users: f.users, First: f.first, Timeout: f.timeout, Log: cmd.ErrOrStderr()}
+				res, err := bench.RunHold(ctx, cfg, func(r bench.HoldResult) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "tohost bench: imap-hold: %d of %d sessions up in %.3fs\n", r.Opened, r.Sessions, r.Open.Seconds())
+				})
+				fmt.Fprintln(cmd.OutOrStdout(), res)
+				return err
 			}
 			d := f.duration
 			_, durationFromEnv := os.LookupEnv("TOHOST_DURATION")
@@ -112,15 +138,15 @@ with --mode lookup --accept-any).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login, lmtp-deliver or echo-server")
+	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login, lmtp-deliver, imap-hold, echo-server or imap-server")
 	fl.StringVar(&f.addr, "directory", "127.0.0.1:4020", "directory address (echo-server: the address to listen on, unless --listen is given)")
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "old name of --directory")
 	fl.MarkDeprecated("addr", "use --directory")
-	fl.StringVar(&f.listen, "listen", "", "echo-server: listen address (default: --directory's)")
+	fl.StringVar(&f.listen, "listen", "", "echo-server, imap-server: listen address (default: --directory's)")
 	fl.IntVarP(&f.conns, "conns", "c", 16, "connections, one goroutine each")
 	fl.IntVar(&f.depth, "depth", 1, "requests in flight per connection (pipelining depth; 1 = none)")
 	fl.DurationVarP(&f.duration, "duration", "d", 10*time.Second, "run duration (0 = no time limit; set: no limit unless given)")
-	fl.IntVarP(&f.count, "count", "n", 0, "total requests (0 = no count limit)")
+	fl.IntVarP(&f.count, "count", "n", 0, "total requests (0 = no count limit); imap-hold: the sessions to hold")
 	fl.IntVar(&f.users, "users", 100000, "users are drawn from [--first, --first+--users)")
 	fl.IntVar(&f.first, "first", 0, "index of the first user")
 	fl.Float64Var(&f.miss, "miss", 0, "lookup/check: fraction of requests for unknown users / wrong passwords (must get -ERR)")
