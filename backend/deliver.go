@@ -265,6 +265,9 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 func (l *trackingListener) stop() {
 	l.mu.Lock()
 	l.stopping = true
+	// Closed here as well as by go-smtp's Shutdown, which closes only the
+	// listeners its Serve has registered, and Serve may not have started.
+	l.Listener.Close()
 	conns := make([]*trackedConn, 0, len(l.conns))
 	for c := range l.conns {
 		conns = append(conns, c)
