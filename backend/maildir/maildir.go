@@ -20,9 +20,9 @@ package maildir
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +66,8 @@ type subscriber struct{ ch chan struct{} }
 
 // Open opens the Store at root, creating root if needed, and removes the
 // tmp/ leftovers of crashed deliveries: files older than 36 hours, and
-// those made by a process of this host that no longer runs.
+// those made by a process of this host that no longer runs (or by an
+// earlier process with this process's pid).
 func Open(root string, opt Options) (*Store, error) {
 	host := opt.Hostname
 	if host == "" {
@@ -74,6 +75,10 @@ func Open(root string, opt Options) (*Store, error) {
 		if host == "" {
 			host = "localhost"
 		}
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
@@ -142,16 +147,13 @@ func (s *Store) cleanTmp(dir string) error {
 	}
 	now := time.Now()
 	for _, e := range ents {
-		stale := false
-		if _, _, pid, host, ok := keyParts(e.Name()); ok && host == s.host && !pidRunning(pid) {
-			stale = true
+		info, err := e.Info()
+		if err != nil {
+			continue
 		}
-		if !stale {
-			info, err := e.Info()
-			if err != nil {
-				continue
-			}
-			stale = now.Sub(info.ModTime()) > tmpMaxAge
+		stale := now.Sub(info.ModTime()) > tmpMaxAge
+		if _, _, pid, host, ok := keyParts(e.Name()); ok && host == s.host && !pidRunning(pid, info.ModTime()) {
+			stale = true
 		}
 		if stale {
 			if err := os.RemoveAll(join(tmp, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -479,5 +481,3 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	return nil
 }
-
-func (s *Store) String() string { return fmt.Sprintf("maildir.Store(%s)", s.root) }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -327,5 +328,78 @@ func TestDeliverMany(t *testing.T) {
 	}
 	if n, err := s.Usage("a@x.org"); err != nil || n != int64(len(body)) {
 		t.Fatalf("Usage %d %v", n, err)
+	}
+}
+
+func TestRelativeRoot(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	s, err := Open("mail", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := record(s, filepath.Join(dir, "mail"))
+	key, err := s.Deliver("pat@example.org", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mail", "example.org", "pat", "new", key)); err != nil {
+		t.Fatal(err)
+	}
+	if ops := strings.Join(rec.take(), "\n"); !strings.HasPrefix(ops, "fsyncdir .\nfsyncdir example.org\n") {
+		t.Fatalf("new directories not fsynced in their parents:\n%s", ops)
+	}
+}
+
+// xdev is a fileOps whose links into the Maildir under prefix from
+// outside it fail with EXDEV, as if it were another file system.
+type xdev struct {
+	fileOps
+	prefix string
+}
+
+func (x xdev) link(o, n string) error {
+	if strings.HasPrefix(n, x.prefix) && !strings.HasPrefix(o, x.prefix) {
+		return &os.LinkError{Op: "link", Old: o, New: n, Err: syscall.EXDEV}
+	}
+	return x.fileOps.link(o, n)
+}
+
+func TestDeliverManyAcrossFileSystems(t *testing.T) {
+	s, root := openStore(t)
+	s.Mailbox("a@x.org")
+	s.Mailbox("b@y.org")
+	rec := record(s, root)
+	s.fs = xdev{fileOps: rec, prefix: filepath.Join(root, "y.org", "b") + "/"}
+	body := "copied across file systems"
+	errs := s.DeliverMany([]string{"a@x.org", "b@y.org"}, strings.NewReader(body))
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	ents, _ := os.ReadDir(filepath.Join(root, "y.org", "b", "new"))
+	if len(ents) != 1 {
+		t.Fatalf("b's new/: %v", ents)
+	}
+	key := ents[0].Name()
+	if b, _ := os.ReadFile(filepath.Join(root, "y.org", "b", "new", key)); string(b) != body {
+		t.Fatalf("copy holds %q", b)
+	}
+	want := []string{
+		"fsync x.org/a/tmp/" + key,
+		"link x.org/a/tmp/" + key + " x.org/a/new/" + key,
+		"fsyncdir x.org/a/new",
+		"fsync y.org/b/tmp/" + key,
+		"link y.org/b/tmp/" + key + " y.org/b/new/" + key,
+		"remove y.org/b/tmp/" + key,
+		"fsyncdir y.org/b/new",
+		"remove x.org/a/tmp/" + key,
+	}
+	if ops := rec.take(); strings.Join(ops, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("file-system calls:\n%s\nwant:\n%s", strings.Join(ops, "\n"), strings.Join(want, "\n"))
+	}
+	for _, u := range []string{"x.org/a", "y.org/b"} {
+		if ents, _ := os.ReadDir(filepath.Join(root, u, "tmp")); len(ents) != 0 {
+			t.Fatalf("%s: tmp/ not empty", u)
+		}
 	}
 }

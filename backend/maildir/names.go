@@ -66,7 +66,7 @@ func folderDir(name string) (canon, dir string, err error) {
 	parts := strings.Split(name, "/")
 	var b strings.Builder
 	for i, p := range parts {
-		if p == "" || badChars(p) {
+		if p == "" || p == "." || p == ".." || badChars(p) {
 			return "", "", ErrBadName
 		}
 		if i == 0 && strings.EqualFold(p, folderInbox) {
@@ -247,13 +247,19 @@ func newValidity() uint32 {
 	return v
 }
 
-// pidRunning reports whether a process with this pid may still run.
-func pidRunning(pid int) bool {
+// processStart is about when this process started: a file in tmp/ named
+// with this process's pid but older than that was left by an earlier
+// process with the same pid (pid 1 in a container, restarted).
+var processStart = time.Now()
+
+// pidRunning reports whether the process with this pid that made a file
+// with this mtime may still run.
+func pidRunning(pid int, mtime time.Time) bool {
 	if pid <= 0 {
 		return true
 	}
 	if pid == os.Getpid() {
-		return true
+		return !mtime.Before(processStart)
 	}
 	return processAlive(pid)
 }
