@@ -168,7 +168,7 @@ func (d *Deliverer) serve(ctx context.Context, ln net.Listener, lmtp bool) error
 	}
 	tl := &trackingListener{Listener: ln, conns: map[*trackedConn]struct{}{}}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return d.newSession(c, proto, tl), nil
+		return d.newSession(c, proto), nil
 	}))
 	srv.LMTP = lmtp
 	srv.Network = "tcp"
@@ -265,6 +265,9 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 func (l *trackingListener) stop() {
 	l.mu.Lock()
 	l.stopping = true
+	// Closed here as well as by go-smtp's Shutdown, which closes only the
+	// listeners its Serve has registered, and Serve may not have started.
+	l.Listener.Close()
 	conns := make([]*trackedConn, 0, len(l.conns))
 	for c := range l.conns {
 		conns = append(conns, c)
@@ -397,7 +400,7 @@ type session struct {
 	rcpts []recipient
 }
 
-func (d *Deliverer) newSession(c *smtp.Conn, proto string, tl *trackingListener) *session {
+func (d *Deliverer) newSession(c *smtp.Conn, proto string) *session {
 	ip := listen.PeerIP(c.Conn())
 	return &session{d: d, proto: proto, conn: c, tc: tracked(c.Conn()), ctx: context.Background(),
 		log: d.log.With("protocol", proto, "client", ip.String())}

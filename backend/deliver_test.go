@@ -370,6 +370,33 @@ func TestBadMailboxName(t *testing.T) {
 	}
 }
 
+// TestLMTPChunking: BDAT chunks make one message, stored as sent; a
+// transfer reset between chunks stores nothing.
+func TestLMTPChunking(t *testing.T) {
+	h := start(t, DeliveryConfig{}, nil)
+	c := dialClient(t, h.lmtp)
+	c.cmd("LHLO mta.example.org", "250 ")
+	part1, part2 := "Subject: chunks\r\n\r\n.first ", "and second\r\n"
+	c.cmd("MAIL FROM:<sender@example.org>", "250 ")
+	c.cmd("RCPT TO:<alice@example.com>", "250 ")
+	c.send(fmt.Sprintf("BDAT %d", len(part1)))
+	io.WriteString(c.nc, part1)
+	c.expect("250 ")
+	c.send(fmt.Sprintf("BDAT %d LAST", len(part2)))
+	io.WriteString(c.nc, part2)
+	c.expect("250 2.0.0 <alice@example.com>")
+
+	c.cmd("MAIL FROM:<sender@example.org>", "250 ")
+	c.cmd("RCPT TO:<alice@example.com>", "250 ")
+	c.send(fmt.Sprintf("BDAT %d", len(part1)))
+	io.WriteString(c.nc, part1)
+	c.expect("250 ")
+	c.cmd("RSET", "250 ")
+	c.cmd("NOOP", "250 ")
+	eventually(t, func() bool { return h.counter("lmtp", outcomeFailed) == 1 })
+	h.expectMail("alice@example.com", part1+part2)
+}
+
 // TestSMTP: SMTP gives one reply for all recipients: 250 when all have
 // the message, the failure otherwise.
 func TestSMTP(t *testing.T) {
@@ -606,6 +633,29 @@ func TestShutdown(t *testing.T) {
 	}
 	<-stopped
 	h.expectMail("alice@example.com", "Subject: drain\r\n\r\nx\r\n")
+}
+
+// TestStopAtOnce: a server stopped before it got to accepting returns.
+func TestStopAtOnce(t *testing.T) {
+	d, err := NewDeliverer(DeliveryConfig{Name: "b", Directory: testDirectory(), Store: &gatedStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		done := make(chan error, 1)
+		go func() { done <- d.ServeSMTP(ctx, ln) }()
+		select {
+		case <-done:
+		case <-time.After(hangGuard):
+			t.Fatal("a server stopped before it started never returned")
+		}
+	}
 }
 
 // TestHostOf: the tohost forms that name this backend.
