@@ -32,8 +32,8 @@ if ! command -v dovecot >/dev/null; then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd >/dev/null
 fi
-# Each held session costs the proxy two sockets and, while its relay
-# splices, two pipes (six descriptors): as many as the hard limit allows.
+# Each held session costs the proxy two sockets (the relay holds no pipe
+# while it waits): as many as the hard limit allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 work=$(mktemp -d)
@@ -180,10 +180,10 @@ kill "${pids[-1]}" # the proxy in front of Dovecot
 wait "${pids[-1]}" 2>/dev/null || true
 unset 'pids[-1]'
 limit=$(ulimit -n)
-per=$(((limit - 200) / 6)) # sessions one proxy can hold within its descriptors
+per=$(((limit - 300) / 2)) # sessions one proxy can hold within its descriptors
 nproxy=$(((HOLD + per - 1) / per))
 each=$(((HOLD + nproxy - 1) / nproxy))
-echo "# idle IMAP sessions through the proxy to the IMAP stub: $HOLD in all, $nproxy proxy process(es) of $each (open files limit $limit; 6 per session)"
+echo "# idle IMAP sessions through the proxy to the IMAP stub: $HOLD in all, $nproxy proxy process(es) of $each (open files limit $limit; 2 per session)"
 "$t" bench --mode imap-server --listen "127.0.0.1:$STUB" 2>/dev/null &
 pids+=($!)
 waitport "$STUB"
