@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzImport -fuzztime $(FUZZTIME) ./directory/importer/
 	$(GO) test -run '^$$' -fuzz FuzzIMAPCommand -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzPOP3Decode -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./protocol/saslserver/
 	$(GO) test -run '^$$' -fuzz FuzzPOP3Session -fuzztime $(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz FuzzFolderName -fuzztime $(FUZZTIME) ./backend/maildir/
 	$(GO) test -run '^$$' -fuzz FuzzUserName -fuzztime $(FUZZTIME) ./backend/maildir/

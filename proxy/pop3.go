@@ -21,7 +21,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -29,6 +28,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/tohost/tohost/protocol/saslserver"
 )
 
 func init() { handlers[POP3] = (*Proxy).pop3 }
@@ -100,7 +101,7 @@ func (p *Proxy) pop3(ctx context.Context, s *session) {
 			switch {
 			case p.pop3NeedsTLS(s):
 				reply = pop3ReplyTLSRequired
-			case !pop3ValidCredential(arg):
+			case !saslserver.ValidCredential(arg):
 				reply = "-ERR Invalid user name.\r\n"
 			default:
 				user, hasUser = arg, true
@@ -117,7 +118,7 @@ func (p *Proxy) pop3(ctx context.Context, s *session) {
 			default:
 				u := user
 				user, hasUser = "", false
-				if !pop3ValidCredential(arg) {
+				if !saslserver.ValidCredential(arg) {
 					reply = "-ERR Invalid password.\r\n"
 					break
 				}
@@ -200,104 +201,38 @@ func pop3SplitCommand(line string) (cmd, arg string) {
 	return strings.ToUpper(cmd), arg
 }
 
-// pop3ValidCredential reports whether a user name or password can be
-// checked and replayed on a backend: not empty, no NUL, CR or LF (which
-// would let a client inject commands into the backend dialogue).
-func pop3ValidCredential(s string) bool {
-	return s != "" && !strings.ContainsAny(s, "\x00\r\n")
-}
-
-// pop3DecodeBase64 decodes one SASL response: "=" is an empty one
-// (RFC 5034 initial response); padding may be left out.
-func pop3DecodeBase64(s string) ([]byte, error) {
-	if s == "=" {
-		return nil, nil
-	}
-	if len(s)%4 != 0 {
-		return base64.RawStdEncoding.Strict().DecodeString(s)
-	}
-	return base64.StdEncoding.Strict().DecodeString(s)
-}
-
-// errPOP3SASL: SASL data that decodes but is not a usable login.
-var errPOP3SASL = errors.New("invalid SASL response")
-
-// pop3DecodePlain reads a PLAIN response (RFC 4616): authzid NUL authcid
-// NUL passwd. An authorization identity other than the user's own is
-// refused: the proxy logs users in as themselves only.
-func pop3DecodePlain(b []byte) (user, pass string, err error) {
-	parts := bytes.Split(b, []byte{0})
-	if len(parts) != 3 {
-		return "", "", errPOP3SASL
-	}
-	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
-	if authz != "" && authz != user {
-		return "", "", errPOP3SASL
-	}
-	if !pop3ValidCredential(user) || !pop3ValidCredential(pass) {
-		return "", "", errPOP3SASL
-	}
-	return user, pass, nil
-}
-
 // pop3SASL runs the client side of AUTH <arg>: the mechanism and an
 // optional initial response. It returns the user and password, or a
 // refusal to send the client (a non-empty reply), or an error when the
 // connection is over.
 func (s *session) pop3SASL(arg string) (user, pass, reply string, err error) {
 	mech, ir, hasIR := strings.Cut(arg, " ")
-	// step reads one client response: the initial one first, if any.
-	step := func(challenge string) ([]byte, string, error) {
-		var line string
-		if hasIR {
-			line, hasIR = ir, false
-		} else {
-			if err := s.write("+ " + challenge + "\r\n"); err != nil {
-				return nil, "", err
-			}
-			if line, err = s.readLine(); err != nil {
-				return nil, "", err
-			}
-			if line == "*" {
-				return nil, pop3ReplyCancelled, nil
-			}
+	user, pass, err = saslserver.Run(mech, ir, hasIR, func(challenge string) (string, error) {
+		if err := s.write("+ " + challenge + "\r\n"); err != nil {
+			return "", err
 		}
-		b, err := pop3DecodeBase64(line)
-		if err != nil {
-			return nil, pop3ReplyBadBase64, nil
-		}
-		return b, "", nil
+		return s.readLine()
+	})
+	if r := pop3SASLRefusal(err); r != "" {
+		return "", "", r, nil
 	}
-	switch strings.ToUpper(mech) {
-	case "PLAIN":
-		b, r, err := step("")
-		if err != nil || r != "" {
-			return "", "", r, err
-		}
-		user, pass, err := pop3DecodePlain(b)
-		if err != nil {
-			return "", "", pop3ReplyBadSASL, nil
-		}
-		return user, pass, "", nil
-	case "LOGIN":
-		u, r, err := step("VXNlcm5hbWU6") // "Username:"
-		if err != nil || r != "" {
-			return "", "", r, err
-		}
-		if !pop3ValidCredential(string(u)) {
-			return "", "", pop3ReplyBadSASL, nil
-		}
-		pw, r, err := step("UGFzc3dvcmQ6") // "Password:"
-		if err != nil || r != "" {
-			return "", "", r, err
-		}
-		if !pop3ValidCredential(string(pw)) {
-			return "", "", pop3ReplyBadSASL, nil
-		}
-		return string(u), string(pw), "", nil
-	default:
-		return "", "", "-ERR Unsupported authentication mechanism.\r\n", nil
+	return user, pass, "", err
+}
+
+// pop3SASLRefusal is the reply to an exchange that went wrong on the
+// client's side, or "".
+func pop3SASLRefusal(err error) string {
+	switch {
+	case errors.Is(err, saslserver.ErrCancelled):
+		return pop3ReplyCancelled
+	case errors.Is(err, saslserver.ErrBadBase64):
+		return pop3ReplyBadBase64
+	case errors.Is(err, saslserver.ErrBadResponse), errors.Is(err, saslserver.ErrAuthzid):
+		return pop3ReplyBadSASL
+	case errors.Is(err, saslserver.ErrNoSuchMechanism):
+		return "-ERR Unsupported authentication mechanism.\r\n"
 	}
+	return ""
 }
 
 // pop3Login checks a login with the directory and, when it is right,

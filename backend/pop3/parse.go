@@ -1,8 +1,6 @@
 package pop3
 
 import (
-	"bytes"
-	"encoding/base64"
 	"errors"
 	"strconv"
 	"strings"
@@ -81,43 +79,4 @@ func parseNumbers(arg string, want int) ([]int, bool) {
 		out[i] = n
 	}
 	return out, true
-}
-
-// validCredential reports whether a user name or password can be checked
-// with the directory: not empty, no NUL, CR or LF.
-func validCredential(s string) bool {
-	return s != "" && !strings.ContainsAny(s, "\x00\r\n")
-}
-
-// decodeBase64 decodes one SASL response: "=" is an empty one (RFC 5034
-// initial response); padding may be left out.
-func decodeBase64(s string) ([]byte, error) {
-	if s == "=" {
-		return nil, nil
-	}
-	if len(s)%4 != 0 {
-		return base64.RawStdEncoding.Strict().DecodeString(s)
-	}
-	return base64.StdEncoding.Strict().DecodeString(s)
-}
-
-// errSASL: SASL data that decodes but is not a usable login.
-var errSASL = errors.New("invalid SASL response")
-
-// decodePlain reads a PLAIN response (RFC 4616): authzid NUL authcid NUL
-// passwd. An authorization identity other than the user's own is refused:
-// users log in as themselves only.
-func decodePlain(b []byte) (user, pass string, err error) {
-	parts := bytes.Split(b, []byte{0})
-	if len(parts) != 3 {
-		return "", "", errSASL
-	}
-	authz, user, pass := string(parts[0]), string(parts[1]), string(parts[2])
-	if authz != "" && authz != user {
-		return "", "", errSASL
-	}
-	if !validCredential(user) || !validCredential(pass) {
-		return "", "", errSASL
-	}
-	return user, pass, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
+	"github.com/tohost/tohost/protocol/saslserver"
 )
 
 // Replies.
@@ -251,7 +252,7 @@ func (s *session) authorization(ctx context.Context, cmd command) bool {
 		return s.xclient(cmd.Arg)
 	case "USER":
 		s.hasUser = false
-		if !validCredential(cmd.Arg) {
+		if !saslserver.ValidCredential(cmd.Arg) {
 			return s.refuse("-ERR Invalid user name.\r\n")
 		}
 		s.user, s.hasUser = cmd.Arg, true
@@ -261,7 +262,7 @@ func (s *session) authorization(ctx context.Context, cmd command) bool {
 			return s.refuse("-ERR No user name given: USER first.\r\n")
 		}
 		s.hasUser = false
-		if !validCredential(cmd.Arg) {
+		if !saslserver.ValidCredential(cmd.Arg) {
 			return s.refuse("-ERR Invalid password.\r\n")
 		}
 		return s.login(ctx, s.user, cmd.Arg)
@@ -382,56 +383,21 @@ func (s *session) xclient(arg string) bool {
 // non-empty reply), or an error when the connection is over.
 func (s *session) sasl(arg string) (user, pass, reply string, err error) {
 	mech, ir, hasIR := strings.Cut(arg, " ")
-	// step reads one client response: the initial one first, if any.
-	step := func(challenge string) ([]byte, string, error) {
-		var line string
-		if hasIR {
-			line, hasIR = ir, false
-		} else {
-			s.write("+ " + challenge + "\r\n")
-			if line, err = s.readLine(); err != nil {
-				return nil, "", err
-			}
-			if line == "*" {
-				return nil, replyCancelled, nil
-			}
-		}
-		b, err := decodeBase64(line)
-		if err != nil {
-			return nil, replyBadBase64, nil
-		}
-		return b, "", nil
-	}
-	switch strings.ToUpper(mech) {
-	case "PLAIN":
-		b, r, err := step("")
-		if err != nil || r != "" {
-			return "", "", r, err
-		}
-		user, pass, err := decodePlain(b)
-		if err != nil {
-			return "", "", replyBadSASL, nil
-		}
-		return user, pass, "", nil
-	case "LOGIN":
-		u, r, err := step("VXNlcm5hbWU6") // "Username:"
-		if err != nil || r != "" {
-			return "", "", r, err
-		}
-		if !validCredential(string(u)) {
-			return "", "", replyBadSASL, nil
-		}
-		pw, r, err := step("UGFzc3dvcmQ6") // "Password:"
-		if err != nil || r != "" {
-			return "", "", r, err
-		}
-		if !validCredential(string(pw)) {
-			return "", "", replyBadSASL, nil
-		}
-		return string(u), string(pw), "", nil
-	default:
+	user, pass, err = saslserver.Run(mech, ir, hasIR, func(challenge string) (string, error) {
+		s.write("+ " + challenge + "\r\n")
+		return s.readLine()
+	})
+	switch {
+	case errors.Is(err, saslserver.ErrCancelled):
+		return "", "", replyCancelled, nil
+	case errors.Is(err, saslserver.ErrBadBase64):
+		return "", "", replyBadBase64, nil
+	case errors.Is(err, saslserver.ErrBadResponse), errors.Is(err, saslserver.ErrAuthzid):
+		return "", "", replyBadSASL, nil
+	case errors.Is(err, saslserver.ErrNoSuchMechanism):
 		return "", "", "-ERR Unsupported authentication mechanism.\r\n", nil
 	}
+	return user, pass, "", err
 }
 
 // here reports whether a user's tohost lets them in on this backend: its
