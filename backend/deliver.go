@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tohost/tohost/backend/home"
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
@@ -99,7 +99,7 @@ func NewDeliverer(cfg DeliveryConfig) (*Deliverer, error) {
 	case cfg.Store == nil:
 		return nil, errors.New("backend: no store")
 	}
-	cfg.Name = hostOf(strings.TrimSpace(cfg.Name))
+	cfg.Name = home.HostOf(strings.TrimSpace(cfg.Name))
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = 64 << 20
 	}
@@ -439,7 +439,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		d.cfg.Metrics.outcome(s.proto, outcomeUnavailable, 1)
 		return errDirectory
 	}
-	if !d.ours(u) {
+	if !(home.Rule{Name: d.cfg.Name, AcceptDefault: d.cfg.AcceptDefault}).Here(u.Get("tohost")) {
 		s.log.Info("recipient of another backend", "rcpt", to, "tohost", u.Get("tohost"))
 		d.cfg.Metrics.outcome(s.proto, outcomeOtherServer, 1)
 		return errOtherBackend
@@ -707,32 +707,6 @@ func (v *verdict) reply() error {
 }
 
 // ---- routing ----
-
-// ours reports whether u's mail is kept here: its tohost names this
-// backend, or it has none and AcceptDefault is set.
-func (d *Deliverer) ours(u authent.User) bool {
-	target := strings.TrimSpace(u.Get("tohost"))
-	if target == "" {
-		return d.cfg.AcceptDefault
-	}
-	return strings.EqualFold(hostOf(target), d.cfg.Name)
-}
-
-// hostOf returns the host part of a tohost value (host, host:port, [v6],
-// [v6]:port or a bare IPv6 address), without a trailing dot.
-func hostOf(s string) string {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.String()
-	}
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		s = host
-	}
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.String()
-	}
-	return strings.TrimSuffix(s, ".")
-}
 
 // ---- metrics ----
 

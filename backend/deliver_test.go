@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tohost/tohost/backend/home"
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/protocol/authent"
 )
@@ -670,7 +671,7 @@ func TestHostOf(t *testing.T) {
 		"192.0.2.1:24":          "192.0.2.1",
 		"BACKEND1.EXAMPLE:2424": "BACKEND1.EXAMPLE",
 	} {
-		if got := hostOf(in); got != want {
+		if got := home.HostOf(in); got != want {
 			t.Errorf("hostOf(%q) = %q, want %q", in, got, want)
 		}
 	}

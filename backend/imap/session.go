@@ -3,7 +3,6 @@ package imap
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/tohost/tohost/backend/home"
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/protocol/authent"
 )
@@ -125,7 +125,7 @@ func (ss *session) Login(username, password string) error {
 		log.Warn("imap login: directory unavailable", "err", err)
 		return errUnavailable
 	}
-	if th := u.Get("tohost"); !ss.s.servesHere(th) {
+	if th := u.Get("tohost"); !(home.Rule{Name: ss.s.cfg.Name, AcceptDefault: ss.s.cfg.AcceptDefault}).Here(th) {
 		cfg.Metrics.login(outcomeRefused)
 		log.Warn("imap login refused: user lives elsewhere", "tohost", th)
 		return errNotHere
@@ -148,26 +148,6 @@ func (ss *session) Login(username, password string) error {
 	cfg.Metrics.login(outcomeOK)
 	log.Info("imap login", "tls", ss.c.tls.Load())
 	return nil
-}
-
-// servesHere reports whether a user with this tohost lives here.
-func (s *Server) servesHere(tohost string) bool {
-	if tohost == "" {
-		return s.cfg.AcceptDefault
-	}
-	if strings.EqualFold(tohost, s.cfg.Name) {
-		return true
-	}
-	h1, p1 := splitHostPort(tohost)
-	h2, p2 := splitHostPort(s.cfg.Name)
-	return strings.EqualFold(h1, h2) && (p1 == "" || p2 == "" || p1 == p2)
-}
-
-func splitHostPort(s string) (host, port string) {
-	if h, p, err := net.SplitHostPort(s); err == nil {
-		return h, p
-	}
-	return strings.Trim(s, "[]"), ""
 }
 
 // AppendLimit is Config.MaxMessageSize (go-imap refuses larger APPENDs

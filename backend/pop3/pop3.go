@@ -34,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tohost/tohost/backend/home"
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/protocol/authent"
 )
@@ -120,7 +121,7 @@ func New(cfg Config) *Server {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "tohost"
 	}
-	return &Server{cfg: cfg, name: hostOf(strings.TrimSpace(cfg.Name)), log: cfg.Logger.With("protocol", "pop3")}
+	return &Server{cfg: cfg, name: home.HostOf(strings.TrimSpace(cfg.Name)), log: cfg.Logger.With("protocol", "pop3")}
 }
 
 // Refusal is what a listener's gate tells a connection over its cap.

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tohost/tohost/backend/home"
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
@@ -404,27 +405,7 @@ func (s *session) sasl(arg string) (user, pass, reply string, err error) {
 // host part names this backend, case aside, whatever its port; or it is
 // empty and AcceptDefault is set. (The same rule as delivery's.)
 func (s *Server) here(u authent.User) bool {
-	t := strings.TrimSpace(u.Get("tohost"))
-	if t == "" {
-		return s.cfg.AcceptDefault
-	}
-	return strings.EqualFold(hostOf(t), s.name)
-}
-
-// hostOf returns the host part of a tohost value (host, host:port, [v6],
-// [v6]:port or a bare IPv6 address), without a trailing dot.
-func hostOf(s string) string {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.String()
-	}
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		s = host
-	}
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.String()
-	}
-	return strings.TrimSuffix(s, ".")
+	return home.Rule{Name: s.name, AcceptDefault: s.cfg.AcceptDefault}.Here(u.Get("tohost"))
 }
 
 // login checks a password with the directory and opens the maildrop. It
