@@ -198,8 +198,11 @@ func (d *Deliverer) serve(ctx context.Context, ln net.Listener, lmtp bool) error
 	err := srv.Shutdown(dctx)
 	cancel()
 	if err != nil {
-		n := tl.closeAll()
-		d.log.Warn(proto+": drain deadline passed; connections closed", "conns", n)
+		// Past the deadline (or the server already closed): whatever is
+		// still open is closed now.
+		if n := tl.closeAll(); n > 0 {
+			d.log.Warn(proto+": drain deadline passed; connections closed", "conns", n, "err", err)
+		}
 	}
 	<-served
 	d.waitIdle()
