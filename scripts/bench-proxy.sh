@@ -11,9 +11,9 @@
 # temporary folder (scripts/dovecot.sh): IMAP and POP3 on Maildir,
 # mail_fsync = always, the benchmark population in a passwd-file with their
 # {SSHA} hashes. The directory runs on the embedded store with the same
-# users, their tohost set to 127.0.0.1; the proxy's --backend-imap-port and --backend-pop3-port
-# say which ports (Dovecot's, or for part 3 the stub's), so one tohost
-# serves both protocols.
+# users, their tohost set to 127.0.0.1; the proxy's --backend-imap-port
+# and --backend-pop3-port say which ports (Dovecot's, or for part 3 the
+# stub's), so one tohost serves both protocols.
 #   scripts/bench-proxy.sh     # USERS=10000 SECS=10 REPS=3 FETCHES=5 HOLD=10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
