@@ -87,6 +87,12 @@ type Config struct {
 	MessageBytes int
 	Rcpts        int
 	ToHost       string
+
+	// imap-fetch (RunFetches): Messages is N, the messages of each
+	// FETCH 1:N, and Fetch the command (FetchEnvelope, FetchBody or
+	// FetchBoth, the default).
+	Messages int
+	Fetch    string
 }
 
 // Result is the outcome of a run. Requests counts every request that got an

@@ -8,12 +8,12 @@
 #     through the proxy to the bench's own IMAP stub (tohost bench --mode
 #     imap-server; Dovecot would need a process per session).
 # Dovecot (installed with apt-get when missing) runs privately from a
-# temporary folder: IMAP and POP3 on Maildir, mail_fsync = always, the
-# benchmark population in a passwd-file with their {SSHA} hashes. The
-# directory runs on the embedded store with the same users, their tohost
-# set to 127.0.0.1; the proxy's --backend-imap-port and --backend-pop3-port
-# say which ports (Dovecot's, or for part 3 the stub's), so one tohost
-# serves both protocols.
+# temporary folder (scripts/dovecot.sh): IMAP and POP3 on Maildir,
+# mail_fsync = always, the benchmark population in a passwd-file with their
+# {SSHA} hashes. The directory runs on the embedded store with the same
+# users, their tohost set to 127.0.0.1; the proxy's --backend-imap-port
+# and --backend-pop3-port say which ports (Dovecot's, or for part 3 the
+# stub's), so one tohost serves both protocols.
 #   scripts/bench-proxy.sh     # USERS=10000 SECS=10 REPS=3 FETCHES=5 HOLD=10000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +27,8 @@ STUB=14640
 for tool in curl awk; do
   command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
 done
-if ! command -v dovecot >/dev/null; then
-  echo "# installing Dovecot"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd >/dev/null
-fi
+. scripts/dovecot.sh
+dovecot_install
 # Each held session costs the proxy two sockets (the relay holds no pipe
 # while it waits): as many as the hard limit allows.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -39,9 +36,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=$(mktemp -d)
 chmod 755 "$work" # Dovecot's unprivileged processes read their config and mail under it
 pids=()
-dc_conf=$work/dovecot/dovecot.conf
 cleanup() {
-  [ -f "$work/dovecot/run/master.pid" ] && kill "$(cat "$work/dovecot/run/master.pid")" 2>/dev/null
+  dovecot_stop "$work/dovecot"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null
   sleep 0.5 # Dovecot's children leave their folder
@@ -74,48 +70,7 @@ awk -F, 'BEGIN { OFS = "," } NR == 1 { print; next } { $3 = "127.0.0.1"; print }
 
 # --- Dovecot ---
 dc=$work/dovecot
-mkdir -p "$dc/run" "$dc/state" "$dc/mail"
-chown -R mail:mail "$dc/mail"
-chmod 755 "$dc"
-awk -F, 'NR > 1 { print $1 ":" $2 }' "$work/users.csv" >"$dc/passwd"
-cat >"$dc_conf" <<CONF
-base_dir = $dc/run
-state_dir = $dc/state
-log_path = $dc/dovecot.log
-protocols = imap pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = $(id -u mail)
-mail_location = maildir:$dc/mail/%d/%n
-mail_fsync = always
-passdb {
-  driver = passwd-file
-  args = scheme=SSHA $dc/passwd
-}
-userdb {
-  driver = static
-  args = uid=mail gid=mail home=$dc/mail/%d/%n
-}
-service imap-login {
-  inet_listener imap {
-    port = $DC_IMAP
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = $DC_POP3
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-CONF
-dovecot -c "$dc_conf"
+dovecot_start "$dc" "$work/users.csv" "$DC_IMAP" "$DC_POP3"
 waitport "$DC_IMAP"
 waitport "$DC_POP3"
 echo "# $(dovecot --version | cut -d' ' -f1) on 127.0.0.1:$DC_IMAP (IMAP) and :$DC_POP3 (POP3), Maildir, mail_fsync = always"

@@ -127,7 +127,7 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, options *imap.
 			// The whole message: straight from the file.
 			off, n := partialRange(size, bs.Partial)
 			wc := rw.WriteBodySection(bs, n)
-			_, err := io.Copy(wc, io.NewSectionReader(file, off, n))
+			_, err := io.CopyN(wc, io.NewSectionReader(file, off, n), n) // a buffer of n bytes, not 32 KiB
 			if cerr := wc.Close(); err == nil {
 				err = cerr
 			}

@@ -34,6 +34,8 @@ type benchFlags struct {
 	size        int
 	rcpts       int
 	tohost      string
+	messages    int
+	fetch       string
 }
 
 func init() { root.AddCommand(newBenchCmd()) }
@@ -68,7 +70,14 @@ with --mode lookup --accept-any), imap-hold (opens --count IMAP sessions at
 until interrupted with --duration 0; prints "imap-hold: N of M sessions up" to
 stderr once they are open, and at the end checks each with a NOOP), imap-server
 (serves a minimal IMAP backend on --listen until interrupted: any LOGIN is OK,
-NOOP, CAPABILITY, ID, LOGOUT; for holding many idle sessions behind a proxy).`,
+NOOP, CAPABILITY, ID, LOGOUT; for holding many idle sessions behind a proxy),
+imap-fetch (--conns IMAP sessions at --directory, connection k logged in as user
+--first + k%--users, each SELECTs INBOX, which must hold at least --messages (N)
+messages, and repeats FETCH 1:N (FLAGS ENVELOPE) and/or FETCH 1:N BODY.PEEK[]
+(--fetch envelope, body or both); each must get N FETCH responses and its OK.
+It prints one line per command: mode=imap-fetch fetch=envelope .. rps=(fetches/s)
+msgs_s=(messages/s) ..; with --fetch both each rate is over the time spent in
+that command).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -113,6 +122,15 @@ NOOP, CAPABILITY, ID, LOGOUT; for holding many idle sessions behind a proxy).`,
 				fmt.Fprintln(cmd.OutOrStdout(), res)
 				return err
 			}
+			if f.mode == bench.ModeIMAPFetch {
+				res, err := bench.RunFetches(ctx, bench.Config{Addr: f.addr, Conns: f.conns, Duration: f.duration,
+					Count: f.count, Users: f.users, First: f.first, Timeout: f.timeout, Log: cmd.ErrOrStderr(),
+					Messages: f.messages, Fetch: f.fetch})
+				for _, r := range res {
+					fmt.Fprintln(cmd.OutOrStdout(), r)
+				}
+				return err
+			}
 			d := f.duration
 			_, durationFromEnv := os.LookupEnv("TOHOST_DURATION")
 			if f.mode == bench.ModeSet && !cmd.Flags().Changed("duration") && !durationFromEnv {
@@ -138,7 +156,7 @@ NOOP, CAPABILITY, ID, LOGOUT; for holding many idle sessions behind a proxy).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login, lmtp-deliver, imap-hold, echo-server or imap-server")
+	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login, lmtp-deliver, imap-hold, imap-fetch, echo-server or imap-server")
 	fl.StringVar(&f.addr, "directory", "127.0.0.1:4020", "directory address (echo-server: the address to listen on, unless --listen is given)")
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "old name of --directory")
 	fl.MarkDeprecated("addr", "use --directory")
@@ -160,6 +178,8 @@ NOOP, CAPABILITY, ID, LOGOUT; for holding many idle sessions behind a proxy).`,
 	fl.IntVar(&f.size, "size", 10<<10, "lmtp-deliver: bytes of each message")
 	fl.IntVar(&f.rcpts, "rcpts", 1, "lmtp-deliver: recipients of each message")
 	fl.StringVar(&f.tohost, "tohost", "backend1.example", "lmtp-deliver: deliver to the users whose tohost this is (the backend's --name); empty: to every user")
+	fl.IntVar(&f.messages, "messages", 1000, "imap-fetch: N of FETCH 1:N (INBOX must hold at least N messages)")
+	fl.StringVar(&f.fetch, "fetch", bench.FetchBoth, "imap-fetch: envelope (FETCH 1:N (FLAGS ENVELOPE)), body (FETCH 1:N BODY.PEEK[]) or both, in turn")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a non-loopback --directory")
 	return cmd
 }
