@@ -49,6 +49,13 @@ type conn struct {
 	inner    net.Conn // raw, or the TLS connection after STARTTLS
 	greeted  bool
 	greetBuf []byte
+	// out holds go-imap's responses until the session next waits for the
+	// client (or out grows large), so a FETCH of a thousand messages is a
+	// few writes rather than a thousand. waiting is set while a read waits
+	// on the socket: a response written then (an IDLE update from another
+	// session) goes out at once.
+	out     []byte
+	waiting bool
 	// A synchronizing literal announced, and go-imap's answer to it.
 	syncLit     int64
 	syncTag     string
@@ -71,7 +78,8 @@ const connBuffer = 64 << 10 // more than go-imap's 50 KiB command limit
 
 func newConn(nc net.Conn, s *Server, ln *listener) *conn {
 	c := &conn{raw: nc, s: s, ln: ln, inner: nc, atStart: true,
-		br: bufio.NewReaderSize(nc, connBuffer)}
+		br: nil}
+	c.br = bufio.NewReaderSize(&socketReader{c, nc}, connBuffer)
 	if _, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		c.tls.Store(true)
 	}
@@ -325,7 +333,7 @@ func (c *conn) startTLS(tag string) error {
 	c.wmu.Lock()
 	c.inner = tc
 	c.wmu.Unlock()
-	c.br.Reset(tc)
+	c.br.Reset(&socketReader{c, tc})
 	c.tls.Store(true)
 	return nil
 }
@@ -378,12 +386,51 @@ func parseID(s string) (map[string]string, bool) {
 	return m, true
 }
 
-// writeRaw writes a response of conn's own.
+// writeRaw writes a response of conn's own, after what go-imap wrote.
 func (c *conn) writeRaw(s string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.flushLocked(); err != nil {
+		return err
+	}
 	_, err := io.WriteString(c.inner, s)
 	return err
+}
+
+// outLimit is how much output waits for the session's next read.
+const outLimit = 32 << 10
+
+// flushLocked writes out the responses held back; wmu is held.
+func (c *conn) flushLocked() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.inner.Write(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// socketReader is the socket as conn's reader sees it: before the session
+// waits for the client, the responses held back go out.
+type socketReader struct {
+	c   *conn
+	src net.Conn
+}
+
+func (r *socketReader) Read(p []byte) (int, error) {
+	c := r.c
+	c.wmu.Lock()
+	err := c.flushLocked()
+	c.waiting = true
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.src.Read(p)
+	c.wmu.Lock()
+	c.waiting = false
+	c.wmu.Unlock()
+	return n, err
 }
 
 // Write passes go-imap's output on, but for its greeting, which is
@@ -400,7 +447,13 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 	}
 	if c.greeted {
-		return c.inner.Write(p)
+		c.out = append(c.out, p...)
+		if c.waiting || len(c.out) >= outLimit {
+			if err := c.flushLocked(); err != nil {
+				return 0, err
+			}
+		}
+		return len(p), nil
 	}
 	c.greetBuf = append(c.greetBuf, p...)
 	i := bytes.Index(c.greetBuf, []byte("\r\n"))
@@ -423,6 +476,8 @@ func (c *conn) Write(p []byte) (int, error) {
 func (c *conn) Close() error {
 	c.wmu.Lock()
 	inner := c.inner
+	c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	c.flushLocked() // the last responses (a BYE), if the client still reads
 	c.wmu.Unlock()
 	err := inner.Close()
 	c.raw.Close()

@@ -68,16 +68,24 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	return nil
 }
 
-// needsFile reports whether a FETCH reads the message itself.
-func needsFile(o *imap.FetchOptions) bool {
-	return o.Envelope || o.BodyStructure != nil || len(o.BodySection) > 0 ||
+// needsFile reports whether a FETCH of t reads the message itself.
+func needsFile(t *target, o *imap.FetchOptions) bool {
+	return o.Envelope && cachedEnvelope(t) == nil || o.BodyStructure != nil || len(o.BodySection) > 0 ||
 		len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0
+}
+
+// cachedEnvelope returns t's envelope if a FETCH parsed it before.
+func cachedEnvelope(t *target) *imap.Envelope {
+	if t.msg == nil {
+		return nil
+	}
+	return t.msg.envelope.Load()
 }
 
 func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, options *imap.FetchOptions, seen bool) error {
 	var file *os.File
 	size := t.size
-	if needsFile(options) {
+	if needsFile(t, options) {
 		var err error
 		file, err = ss.sel.f.f.Open(uint32(t.uid))
 		if errors.Is(err, maildir.ErrNoMessage) {
@@ -112,12 +120,18 @@ func (ss *session) fetchOne(w *imapserver.FetchWriter, t *target, options *imap.
 		return whole
 	}
 	if options.Envelope {
-		h, err := textproto.ReadHeader(bufio.NewReader(io.NewSectionReader(file, 0, size)))
-		if err != nil {
-			rw.WriteEnvelope(&imap.Envelope{})
-		} else {
-			rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+		env := cachedEnvelope(t)
+		if env == nil {
+			env = &imap.Envelope{}
+			h, err := textproto.ReadHeader(bufio.NewReader(io.NewSectionReader(file, 0, size)))
+			if err == nil {
+				env = imapserver.ExtractEnvelope(h)
+				if t.msg != nil {
+					t.msg.envelope.Store(env)
+				}
+			}
 		}
+		rw.WriteEnvelope(env)
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(load())))

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -175,6 +176,10 @@ type message struct {
 	flags []imap.Flag // system flags, sorted
 	size  int64
 	date  time.Time
+	// envelope is the message's ENVELOPE once a FETCH has parsed it: a
+	// message's content never changes, and clients ask for envelopes on
+	// every folder listing, as Dovecot answers them from its cache.
+	envelope atomic.Pointer[imap.Envelope]
 }
 
 func newMessage(m maildir.Message) *message {

@@ -512,6 +512,7 @@ type target struct {
 	flags []imap.Flag
 	size  int64
 	date  time.Time
+	msg   *message // the shared state, for what is cached of the message
 }
 
 // targetsLocked resolves a sequence or UID set, under f.mu.
@@ -524,7 +525,7 @@ func (sl *selected) targetsLocked(numSet imap.NumSet) []target {
 		for i, m := range f.msgs {
 			seq := sl.st.EncodeSeqNum(uint32(i) + 1)
 			if seq != 0 && set.Contains(seq) {
-				out = append(out, target{seq: seq, sseq: uint32(i) + 1, uid: m.uid, flags: slices.Clone(m.flags), size: m.size, date: m.date})
+				out = append(out, target{seq: seq, sseq: uint32(i) + 1, uid: m.uid, flags: slices.Clone(m.flags), size: m.size, date: m.date, msg: m})
 			}
 		}
 	case imap.UIDSet:
@@ -534,7 +535,7 @@ func (sl *selected) targetsLocked(numSet imap.NumSet) []target {
 				if seq == 0 {
 					continue
 				}
-				out = append(out, target{seq: seq, sseq: uint32(i) + 1, uid: m.uid, flags: slices.Clone(m.flags), size: m.size, date: m.date})
+				out = append(out, target{seq: seq, sseq: uint32(i) + 1, uid: m.uid, flags: slices.Clone(m.flags), size: m.size, date: m.date, msg: m})
 			}
 		}
 	}
