@@ -80,7 +80,7 @@ func TestClusterCommand(t *testing.T) {
 
 type clusterProc struct {
 	cmd   *exec.Cmd
-	out   *strings.Builder
+	out   *syncBuilder
 	users map[string][2]string // name: password, backend
 	exit  chan error
 }
@@ -89,7 +89,7 @@ type clusterProc struct {
 // "ready".
 func startCluster(t *testing.T, dir string, offset int) *clusterProc {
 	t.Helper()
-	c := &clusterProc{out: new(strings.Builder), users: map[string][2]string{}, exit: make(chan error, 1)}
+	c := &clusterProc{out: new(syncBuilder), users: map[string][2]string{}, exit: make(chan error, 1)}
 	c.cmd = exec.Command(binary, "cluster", "--data-dir", dir, "--port-offset", fmt.Sprint(offset))
 	logs := new(syncBuilder)
 	c.cmd.Stderr = logs
@@ -106,7 +106,7 @@ func startCluster(t *testing.T, dir string, offset int) *clusterProc {
 		ok := false
 		for sc.Scan() {
 			line := sc.Text()
-			c.out.WriteString(line + "\n")
+			c.out.Write([]byte(line + "\n"))
 			if f := strings.Fields(line); len(f) == 6 && f[0] == "user" && f[2] == "password" && f[4] == "backend" {
 				c.users[f[1]] = [2]string{f[3], f[5]}
 			}
