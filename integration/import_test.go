@@ -198,12 +198,13 @@ func TestImportInterruptAndRerun(t *testing.T) {
 	if !stderr.wait(func(s string) bool { return strings.Contains(s, "interrupted") }) {
 		t.Fatalf("the import never said it was interrupted:\n%s", stderr)
 	}
-	go func() { io.WriteString(stdin, full[split:]); stdin.Close() }()
+	// The rest of the input never comes (the pipe stays open, quiet):
+	// the import must end anyway, with what it has loaded.
 	select {
 	case <-exited:
 		err = waitErr
 	case <-time.After(5 * hangGuard):
-		t.Fatalf("the import did not end after SIGINT and the end of its input:\n%s", stderr)
+		t.Fatalf("the import did not end after SIGINT while its input was quiet:\n%s", stderr)
 	}
 	n := countUsers(t, data)
 	t.Logf("interrupted after %d users: %v\n%s%s", n, err, stdout.String(), stderr)

@@ -346,40 +346,56 @@ func (r *run) pipeline(ctx context.Context, rr recordReader, lr *lineReader, w *
 	raw := make(chan *batch, workers)
 	validated := make(chan *batch, workers)
 
-	g.Go(func() error { // reader
-		defer close(raw)
-		for seq := 0; ; seq++ {
-			b := getBatch(seq, r.opts.BatchSize)
-			var err error
-			for len(b.recs) < r.opts.BatchSize {
-				b.recs = b.recs[:len(b.recs)+1]
-				if err = rr.next(&b.recs[len(b.recs)-1]); err != nil {
-					b.recs = b.recs[:len(b.recs)-1]
-					break
+	// The reader runs outside the group: a read from a pipe that has gone
+	// quiet cannot be interrupted, and an interrupted import must not wait
+	// for more input. Its result comes through readDone; when ctx ends
+	// first the group stops without it (and the reader is left to the
+	// process's exit).
+	readDone := make(chan error, 1)
+	go func() {
+		readDone <- func() error { // reader
+			defer close(raw)
+			for seq := 0; ; seq++ {
+				b := getBatch(seq, r.opts.BatchSize)
+				var err error
+				for len(b.recs) < r.opts.BatchSize {
+					b.recs = b.recs[:len(b.recs)+1]
+					if err = rr.next(&b.recs[len(b.recs)-1]); err != nil {
+						b.recs = b.recs[:len(b.recs)-1]
+						break
+					}
+				}
+				if err != nil && err != io.EOF {
+					return fmt.Errorf("reading %s: %w", r.in.Name, err)
+				}
+				b.end = lr.offset.Load()
+				if len(b.recs) > 0 {
+					select {
+					case tokens <- struct{}{}:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					select {
+					case raw <- b:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				if err == io.EOF {
+					return nil
+				}
+				if err := ctx.Err(); err != nil {
+					return err
 				}
 			}
-			if err != nil && err != io.EOF {
-				return fmt.Errorf("reading %s: %w", r.in.Name, err)
-			}
-			b.end = lr.offset.Load()
-			if len(b.recs) > 0 {
-				select {
-				case tokens <- struct{}{}:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				select {
-				case raw <- b:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			if err == io.EOF {
-				return nil
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
+		}()
+	}()
+	g.Go(func() error {
+		select {
+		case err := <-readDone:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	})
 
@@ -416,7 +432,17 @@ func (r *run) pipeline(ctx context.Context, rr recordReader, lr *lineReader, w *
 		defer w.closeQueue()
 		pending := map[int]*batch{}
 		next := 0
-		for b := range validated {
+		for {
+			var b *batch
+			select {
+			case v, ok := <-validated:
+				if !ok {
+					return ctx.Err()
+				}
+				b = v
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 			pending[b.seq] = b
 			for b := pending[next]; b != nil; b = pending[next] {
 				delete(pending, next)
@@ -427,12 +453,15 @@ func (r *run) pipeline(ctx context.Context, rr recordReader, lr *lineReader, w *
 				}
 			}
 		}
-		return ctx.Err()
 	})
 	g.Go(func() error { return w.wait(ctx) })
 	err := g.Wait()
-	for range validated { // unblock validators after an error
-	}
+	// Unblock the validators after an error; in the background, since
+	// after an interrupt the reader may never close raw.
+	go func() {
+		for range validated {
+		}
+	}()
 	return err
 }
 
