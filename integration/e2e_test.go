@@ -1,0 +1,294 @@
+package integration
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tohost/tohost/internal/testservices"
+)
+
+// e2eProc is one tohost process of the end-to-end cluster, started again
+// with the same arguments (same addresses, same data) after a stop.
+type e2eProc struct {
+	name  string
+	args  []string
+	ready []string // addresses that accept connections once it is up
+	cmd   *exec.Cmd
+	log   *syncBuilder
+}
+
+func (p *e2eProc) start(t *testing.T) {
+	t.Helper()
+	if p.log == nil {
+		p.log = new(syncBuilder)
+		t.Cleanup(func() {
+			if p.cmd != nil && p.cmd.ProcessState == nil {
+				p.cmd.Process.Kill()
+				p.cmd.Wait()
+			}
+			if t.Failed() {
+				t.Logf("%s log:\n%s", p.name, p.log)
+			}
+		})
+	}
+	p.cmd = exec.Command(binary, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range p.ready {
+		for deadline := time.Now().Add(hangGuard); ; time.Sleep(20 * time.Millisecond) {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not start (%s): %v\n%s", p.name, addr, err, p.log)
+			}
+		}
+	}
+}
+
+// stop ends the process with SIGTERM and waits for its exit.
+func (p *e2eProc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(hangGuard):
+		p.cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not stop on SIGTERM", p.name)
+	}
+}
+
+// e2eBackend is a backend with its host address and mail dir.
+type e2eBackend struct {
+	e2eProc
+	host, mailDir string
+}
+
+// e2eProxy is a proxy's client-facing addresses.
+type e2eProxy struct {
+	e2eProc
+	imap, pop3, smtp string
+}
+
+// e2eCluster is a directory on PostgreSQL and Redis, backends 127.0.0.2
+// and 127.0.0.3 with the same ports, and two proxies on 127.0.0.1.
+type e2eCluster struct {
+	dir      e2eProc
+	dirAddr  string
+	backends []*e2eBackend
+	proxies  []*e2eProxy
+}
+
+// sharedPorts finds n ports free on every one of hosts just now.
+func sharedPorts(t *testing.T, n int, hosts ...string) []int {
+	t.Helper()
+	var ports []int
+	for try := 0; len(ports) < n && try < 500; try++ {
+		p := 20000 + rand.IntN(40000)
+		ok := true
+		for _, h := range hosts {
+			ln, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(p)))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if ok {
+			ports = append(ports, p)
+		}
+	}
+	if len(ports) < n {
+		t.Fatal("no free ports shared by the backends' addresses")
+	}
+	return ports
+}
+
+func startE2ECluster(t *testing.T) *e2eCluster {
+	t.Helper()
+	pg := testservices.Postgres(t)
+	redisAddr, prefix := testservices.Redis(t)
+	c := &e2eCluster{dirAddr: freeAddr(t)}
+	c.dir = e2eProc{name: "directory", ready: []string{c.dirAddr},
+		args: directoryArgs(t.TempDir(), c.dirAddr, "--postgres", pg, "--redis", "redis://"+redisAddr, "--redis-prefix", prefix)}
+	c.dir.start(t)
+
+	hosts := []string{"127.0.0.2", "127.0.0.3"}
+	ports := sharedPorts(t, 4, hosts...) // LMTP, SMTP, IMAP, POP3
+	root := t.TempDir()
+	for _, h := range hosts {
+		addr := func(i int) string { return net.JoinHostPort(h, strconv.Itoa(ports[i])) }
+		b := &e2eBackend{host: h, mailDir: filepath.Join(root, h)}
+		b.name = "backend " + h
+		b.args = []string{"backend", "--name", h, "--directory", c.dirAddr, "--mail-dir", b.mailDir,
+			"--lmtp-addr", addr(0), "--smtp-addr", addr(1), "--imap-addr", addr(2), "--pop3-addr", addr(3), "--http-addr", ""}
+		b.ready = []string{addr(0), addr(2), addr(3)}
+		b.start(t)
+		c.backends = append(c.backends, b)
+	}
+	for i := 0; i < 2; i++ {
+		p := &e2eProxy{imap: freeAddr(t), pop3: freeAddr(t), smtp: freeAddr(t)}
+		p.name = fmt.Sprintf("proxy %d", i+1)
+		p.args = []string{"proxy", "--directory", c.dirAddr, "--hostname", "localhost", "--http-addr", "", "--timeout", "2s",
+			"--imap-addr", p.imap, "--pop3-addr", p.pop3, "--smtp-addr", p.smtp,
+			"--backend-smtp-port", strconv.Itoa(ports[0]), "--backend-imap-port", strconv.Itoa(ports[2]),
+			"--backend-pop3-port", strconv.Itoa(ports[3])}
+		p.ready = []string{p.imap, p.pop3, p.smtp}
+		p.start(t)
+		c.proxies = append(c.proxies, p)
+	}
+	return c
+}
+
+// setUser creates user with password pass on backend host.
+func (c *e2eCluster) setUser(t *testing.T, user, pass, host string) {
+	t.Helper()
+	out, err := exec.Command(binary, "user", "--directory", c.dirAddr, "set", user, pass, "tohost="+host).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tohost user set %s: %v\n%s", user, err, out)
+	}
+}
+
+// smtpSession opens an SMTP session at addr and says EHLO.
+func smtpSession(t *testing.T, addr string) *conn {
+	t.Helper()
+	s := dial(t, addr)
+	if l := s.line(); !strings.HasPrefix(l, "220 ") {
+		t.Fatalf("greeting %q", l)
+	}
+	s.write("EHLO mta.example.org\r\n")
+	for l := s.line(); !strings.HasPrefix(l, "250 "); l = s.line() {
+		if !strings.HasPrefix(l, "250-") {
+			t.Fatalf("EHLO: %q", l)
+		}
+	}
+	return s
+}
+
+// reply sends req and returns the reply line.
+func (c *conn) reply(req string) string {
+	c.t.Helper()
+	c.write(req + "\r\n")
+	return c.line()
+}
+
+// wantReply fails unless req's reply starts with prefix.
+func (c *conn) wantReply(req, prefix string) {
+	c.t.Helper()
+	if got := c.reply(req); !strings.HasPrefix(got, prefix) {
+		c.t.Fatalf("%s: got %q, want %s...", req, got, prefix)
+	}
+}
+
+// sendData sends the DATA of a message with subject and returns the reply.
+func (c *conn) sendData(subject string) string {
+	c.t.Helper()
+	if l := c.reply("DATA"); !strings.HasPrefix(l, "354") {
+		c.t.Fatalf("DATA: %q", l)
+	}
+	c.write("From: sender@example.org\r\nSubject: " + subject + "\r\n\r\nbody of " + subject + "\r\n.\r\n")
+	return c.line()
+}
+
+// curl runs curl as user:pass on url and returns its output.
+func curl(t *testing.T, user, pass, url string, extra ...string) (string, error) {
+	t.Helper()
+	args := append([]string{"--silent", "--show-error", "--max-time", "30", "-u", user + ":" + pass, url}, extra...)
+	out, err := exec.Command("curl", args...).CombinedOutput()
+	return string(out), err
+}
+
+func mustCurl(t *testing.T, user, pass, url string, extra ...string) string {
+	t.Helper()
+	out, err := curl(t, user, pass, url, extra...)
+	if err != nil {
+		t.Fatalf("curl %s: %v\n%s", url, err, out)
+	}
+	return out
+}
+
+// mailOn counts user's messages holding subject in backend b's Maildir.
+func (b *e2eBackend) mailOn(t *testing.T, user, subject string) int {
+	t.Helper()
+	n := 0
+	for _, m := range messages(t, b.mailDir, user) {
+		if strings.Contains(m, "Subject: "+subject+"\r\n") || strings.Contains(m, "Subject: "+subject+"\n") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestE2EDeliverAndRead: one SMTP transaction for users of both backends
+// takes the first backend's user and tells the other's to come back
+// (452 4.5.3); a second transaction delivers it. Each message is once on
+// its user's backend and nowhere else, and both proxies read it over IMAP
+// and POP3.
+func TestE2EDeliverAndRead(t *testing.T) {
+	c := startE2ECluster(t)
+	c.setUser(t, "ann@example.com", "pw-ann", "127.0.0.2")
+	c.setUser(t, "ben@example.com", "pw-ben", "127.0.0.3")
+
+	s := smtpSession(t, c.proxies[0].smtp)
+	s.wantReply("MAIL FROM:<sender@example.org>", "250")
+	s.wantReply("RCPT TO:<ann@example.com>", "250")
+	s.wantReply("RCPT TO:<ben@example.com>", "452 4.5.3")
+	if l := s.sendData("first"); !strings.HasPrefix(l, "250") {
+		t.Fatalf("first transaction: %q", l)
+	}
+	s.wantReply("MAIL FROM:<sender@example.org>", "250")
+	s.wantReply("RCPT TO:<ben@example.com>", "250")
+	if l := s.sendData("second"); !strings.HasPrefix(l, "250") {
+		t.Fatalf("second transaction: %q", l)
+	}
+	s.wantReply("QUIT", "221")
+
+	ann, ben := c.backends[0], c.backends[1]
+	for _, tc := range []struct {
+		b    *e2eBackend
+		user string
+		subj string
+		want int
+	}{
+		{ann, "ann@example.com", "first", 1}, {ben, "ann@example.com", "first", 0},
+		{ben, "ben@example.com", "second", 1}, {ann, "ben@example.com", "second", 0},
+		{ann, "ben@example.com", "first", 0}, {ben, "ben@example.com", "first", 0},
+		{ann, "ann@example.com", "second", 0}, {ben, "ann@example.com", "second", 0},
+	} {
+		if n := tc.b.mailOn(t, tc.user, tc.subj); n != tc.want {
+			t.Errorf("%s on %s: %d messages %q, want %d", tc.user, tc.b.host, n, tc.subj, tc.want)
+		}
+	}
+	for _, p := range c.proxies {
+		for _, u := range []struct{ user, pass, subj string }{
+			{"ann@example.com", "pw-ann", "first"}, {"ben@example.com", "pw-ben", "second"},
+		} {
+			msg := mustCurl(t, u.user, u.pass, "imap://"+p.imap+"/INBOX;UID=1")
+			if !strings.Contains(msg, "Subject: "+u.subj) {
+				t.Errorf("%s: %s over IMAP:\n%s", p.name, u.user, msg)
+			}
+			if got := mustCurl(t, u.user, u.pass, "imap://"+p.imap+"/INBOX", "-X", "SEARCH ALL"); strings.TrimSpace(got) != "* SEARCH 1" {
+				t.Errorf("%s: %s's INBOX: %q, want one message", p.name, u.user, got)
+			}
+			msg = mustCurl(t, u.user, u.pass, "pop3://"+p.pop3+"/1")
+			if !strings.Contains(msg, "Subject: "+u.subj) {
+				t.Errorf("%s: %s over POP3:\n%s", p.name, u.user, msg)
+			}
+		}
+	}
+}
