@@ -292,3 +292,137 @@ func TestE2EDeliverAndRead(t *testing.T) {
 		}
 	}
 }
+
+// imapLogin logs in at a proxy's IMAP address on a new connection and
+// returns the tagged reply.
+func imapLogin(t *testing.T, addr, user, pass string) string {
+	t.Helper()
+	c := dial(t, addr)
+	defer c.nc.Close()
+	if l := c.line(); !strings.HasPrefix(l, "* OK") {
+		t.Fatalf("greeting %q", l)
+	}
+	return c.reply("a LOGIN " + user + " " + pass)
+}
+
+// untilLogin repeats a login until it succeeds: a client retrying a
+// temporary failure. Any reply but OK or NO [UNAVAILABLE] fails the test.
+func untilLogin(t *testing.T, addr, user, pass string) {
+	t.Helper()
+	for deadline := time.Now().Add(hangGuard); ; time.Sleep(20 * time.Millisecond) {
+		l := imapLogin(t, addr, user, pass)
+		if strings.HasPrefix(l, "a OK") {
+			return
+		}
+		if !strings.HasPrefix(l, "a NO [UNAVAILABLE]") || time.Now().After(deadline) {
+			t.Fatalf("login %s at %s: %q", user, addr, l)
+		}
+	}
+}
+
+// deliver sends one message with subject to user through the SMTP address
+// and returns the RCPT reply, or the DATA reply when RCPT was taken.
+func deliver(t *testing.T, addr, user, subject string) string {
+	t.Helper()
+	s := smtpSession(t, addr)
+	defer s.nc.Close()
+	s.wantReply("MAIL FROM:<sender@example.org>", "250")
+	if l := s.reply("RCPT TO:<" + user + ">"); !strings.HasPrefix(l, "250") {
+		return l
+	}
+	return s.sendData(subject)
+}
+
+// TestE2EBackendRestart: with one backend stopped, its users get temporary
+// errors through the proxies (IMAP NO [UNAVAILABLE], SMTP 4xx) and the
+// other backend's users see nothing; started again on its mail dir, it
+// serves its users with nothing else restarted.
+func TestE2EBackendRestart(t *testing.T) {
+	c := startE2ECluster(t)
+	c.setUser(t, "ann@example.com", "pw-ann", "127.0.0.2")
+	c.setUser(t, "ben@example.com", "pw-ben", "127.0.0.3")
+	p := c.proxies[0]
+	for _, u := range []string{"ann@example.com", "ben@example.com"} {
+		if l := deliver(t, p.smtp, u, "before"); !strings.HasPrefix(l, "250") {
+			t.Fatalf("delivery to %s: %q", u, l)
+		}
+	}
+
+	c.backends[0].stop(t)
+	for _, p := range c.proxies {
+		if l := imapLogin(t, p.imap, "ann@example.com", "pw-ann"); !strings.HasPrefix(l, "a NO [UNAVAILABLE]") {
+			t.Fatalf("%s: ann's login with her backend down: %q", p.name, l)
+		}
+		if l := deliver(t, p.smtp, "ann@example.com", "during"); !strings.HasPrefix(l, "4") {
+			t.Fatalf("%s: mail to ann with her backend down: %q", p.name, l)
+		}
+		if l := deliver(t, p.smtp, "ben@example.com", "during "+p.name); !strings.HasPrefix(l, "250") {
+			t.Fatalf("%s: mail to ben with ann's backend down: %q", p.name, l)
+		}
+		if msg := mustCurl(t, "ben@example.com", "pw-ben", "imap://"+p.imap+"/INBOX;UID=1"); !strings.Contains(msg, "Subject: before") {
+			t.Fatalf("%s: ben's mail with ann's backend down:\n%s", p.name, msg)
+		}
+	}
+
+	c.backends[0].start(t)
+	for _, p := range c.proxies {
+		untilLogin(t, p.imap, "ann@example.com", "pw-ann")
+		if l := deliver(t, p.smtp, "ann@example.com", "after "+p.name); !strings.HasPrefix(l, "250") {
+			t.Fatalf("%s: mail to ann after the restart: %q", p.name, l)
+		}
+	}
+	if msg := mustCurl(t, "ann@example.com", "pw-ann", "imap://"+c.proxies[1].imap+"/INBOX;UID=1"); !strings.Contains(msg, "Subject: before") {
+		t.Fatalf("ann's mail from before the stop:\n%s", msg)
+	}
+	if got := mustCurl(t, "ann@example.com", "pw-ann", "imap://"+c.proxies[1].imap+"/INBOX", "-X", "SEARCH ALL"); strings.TrimSpace(got) != "* SEARCH 1 2 3" {
+		t.Fatalf("ann's INBOX after the restart: %q, want 3 messages", got)
+	}
+	for subj, want := range map[string]int{"before": 1, "during": 0, "after proxy 1": 1, "after proxy 2": 1} {
+		if n := c.backends[0].mailOn(t, "ann@example.com", subj); n != want {
+			t.Errorf("ann: %d messages %q, want %d", n, subj, want)
+		}
+	}
+	if got := mustCurl(t, "ben@example.com", "pw-ben", "pop3://"+p.pop3+"/"); len(strings.Fields(got)) != 6 {
+		t.Errorf("ben's POP3 list: %q, want 3 messages", got)
+	}
+}
+
+// TestE2EDirectoryRestart: with the directory stopped, logins through the
+// proxies are temporary failures, never a wrong password; started again on
+// the same database, the cluster serves everyone by itself.
+func TestE2EDirectoryRestart(t *testing.T) {
+	c := startE2ECluster(t)
+	c.setUser(t, "ann@example.com", "pw-ann", "127.0.0.2")
+	c.setUser(t, "ben@example.com", "pw-ben", "127.0.0.3")
+
+	c.dir.stop(t)
+	for _, p := range c.proxies {
+		for _, u := range [][2]string{{"ann@example.com", "pw-ann"}, {"ben@example.com", "pw-ben"}, {"ann@example.com", "wrong"}} {
+			if l := imapLogin(t, p.imap, u[0], u[1]); !strings.HasPrefix(l, "a NO [UNAVAILABLE]") {
+				t.Fatalf("%s: login %s with the directory down: %q", p.name, u[0], l)
+			}
+		}
+		if l := deliver(t, p.smtp, "ann@example.com", "during"); !strings.HasPrefix(l, "4") {
+			t.Fatalf("%s: mail with the directory down: %q", p.name, l)
+		}
+	}
+
+	c.dir.start(t)
+	for _, p := range c.proxies {
+		untilLogin(t, p.imap, "ann@example.com", "pw-ann")
+		untilLogin(t, p.imap, "ben@example.com", "pw-ben")
+		if l := imapLogin(t, p.imap, "ann@example.com", "wrong"); !strings.HasPrefix(l, "a NO [AUTHENTICATIONFAILED]") {
+			t.Fatalf("%s: wrong password with the directory back: %q", p.name, l)
+		}
+		for _, u := range []string{"ann@example.com", "ben@example.com"} {
+			if l := deliver(t, p.smtp, u, "after "+p.name); !strings.HasPrefix(l, "250") {
+				t.Fatalf("%s: mail to %s with the directory back: %q", p.name, u, l)
+			}
+		}
+	}
+	for i, u := range [][2]string{{"ann@example.com", "pw-ann"}, {"ben@example.com", "pw-ben"}} {
+		if msg := mustCurl(t, u[0], u[1], "pop3://"+c.proxies[i].pop3+"/2"); !strings.Contains(msg, "Subject: after proxy 2") {
+			t.Errorf("%s's second message:\n%s", u[0], msg)
+		}
+	}
+}
