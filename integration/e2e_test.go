@@ -426,3 +426,69 @@ func TestE2EDirectoryRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EMoveUser: a user's tohost is changed from 127.0.0.2 to 127.0.0.3
+// while mail for them keeps coming through the proxies. Each delivery
+// refused with a 4xx (the old backend's 450 among them) is tried again, as
+// an MTA would; every message ends up exactly once, on one backend, and
+// mail after the move is on the new backend and read there.
+func TestE2EMoveUser(t *testing.T) {
+	c := startE2ECluster(t)
+	c.setUser(t, "ann@example.com", "pw-ann", "127.0.0.2")
+	old, next := c.backends[0], c.backends[1]
+
+	sent, retried := 0, 0
+	send := func() {
+		t.Helper()
+		subj := fmt.Sprintf("move %d", sent)
+		p := c.proxies[sent%2]
+		for deadline := time.Now().Add(hangGuard); ; time.Sleep(10 * time.Millisecond) {
+			l := deliver(t, p.smtp, "ann@example.com", subj)
+			if strings.HasPrefix(l, "250") {
+				break
+			}
+			if !strings.HasPrefix(l, "4") || time.Now().After(deadline) {
+				t.Fatalf("%s: %s: %q", p.name, subj, l)
+			}
+			retried++
+		}
+		sent++
+	}
+	for sent < 10 {
+		send()
+	}
+	c.setUser(t, "ann@example.com", "pw-ann", "127.0.0.3")
+	// Deliveries go on until one lands on the new backend, then a few more.
+	for deadline := time.Now().Add(hangGuard); len(messages(t, next.mailDir, "ann@example.com")) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery reached the new backend")
+		}
+		send()
+	}
+	for end := sent + 10; sent < end; {
+		send()
+	}
+	t.Logf("%d messages, %d deliveries tried again", sent, retried)
+
+	onNew := 0
+	for i := 0; i < sent; i++ {
+		subj := fmt.Sprintf("move %d", i)
+		o, n := old.mailOn(t, "ann@example.com", subj), next.mailOn(t, "ann@example.com", subj)
+		if o+n != 1 {
+			t.Errorf("%s: %d on the old backend, %d on the new one, want one in all", subj, o, n)
+		}
+		if i >= sent-10 && n != 1 {
+			t.Errorf("%s, sent after the move took effect, is not on the new backend", subj)
+		}
+		onNew += n
+	}
+	for _, p := range c.proxies {
+		got := mustCurl(t, "ann@example.com", "pw-ann", "imap://"+p.imap+"/INBOX", "-X", "SEARCH ALL")
+		if n := len(strings.Fields(got)) - 2; n != onNew {
+			t.Errorf("%s: ann's INBOX %q holds %d messages, the new backend's disk %d", p.name, got, n, onNew)
+		}
+		if msg := mustCurl(t, "ann@example.com", "pw-ann", "pop3://"+p.pop3+"/1"); !strings.Contains(msg, "Subject: move ") {
+			t.Errorf("%s: ann's first message on the new backend:\n%s", p.name, msg)
+		}
+	}
+}
