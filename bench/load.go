@@ -93,6 +93,10 @@ type Config struct {
 	// FetchBoth, the default).
 	Messages int
 	Fetch    string
+
+	// ldap-search, ldap-bind (RunLDAP): LDAPBase is the directory's
+	// suffix (empty: dc=tohost); users are uid=<login>,ou=users,<base>.
+	LDAPBase string
 }
 
 // Result is the outcome of a run. Requests counts every request that got an

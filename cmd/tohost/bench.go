@@ -36,6 +36,7 @@ type benchFlags struct {
 	tohost      string
 	messages    int
 	fetch       string
+	ldapBase    string
 }
 
 func init() { root.AddCommand(newBenchCmd()) }
@@ -77,7 +78,17 @@ messages, and repeats FETCH 1:N (FLAGS ENVELOPE) and/or FETCH 1:N BODY.PEEK[]
 (--fetch envelope, body or both); each must get N FETCH responses and its OK.
 It prints one line per command: mode=imap-fetch fetch=envelope .. rps=(fetches/s)
 msgs_s=(messages/s) ..; with --fetch both each rate is over the time spent in
-that command).`,
+that command), ldap-search (--directory is then a directory's LDAP address,
+tohost directory --ldap-addr, which must run with --ldap-anonymous-read: each
+connection stays open and searches ou=users,--ldap-base for (uid=LOGIN) anonymously;
+exactly that user's entry must come back, with --verify-host with its mailHost; --miss
+asks for that fraction of unknown users, which must find nothing), ldap-bind (the
+same address: each request is a simple bind as uid=LOGIN,ou=users,--ldap-base with
+the user's password on a persistent connection; --miss sends that fraction of wrong
+passwords, which must get invalidCredentials), smtp-relay (--directory is then an
+SMTP port, a proxy's incoming one or a backend's: each request is one transaction
+on a persistent connection, MAIL FROM:<bench@example.com>, RCPT TO:<LOGIN>, DATA
+with a --size byte message, RSET; each step must get its 250).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -142,12 +153,16 @@ that command).`,
 				run = bench.RunLogins
 			case bench.ModeLMTPDeliver:
 				run = bench.RunDeliveries
+			case bench.ModeLDAPSearch, bench.ModeLDAPBind:
+				run = bench.RunLDAP
+			case bench.ModeSMTPRelay:
+				run = bench.RunSMTP
 			}
 			res, err := run(ctx, bench.Config{
 				Addr: f.addr, Mode: f.mode, Conns: f.conns, Depth: f.depth, Duration: d, Count: f.count,
 				Users: f.users, First: f.first, Miss: f.miss, Seed: f.seed, Timeout: f.timeout,
 				VerifyHost: f.verifyHost, AcceptAny: f.acceptAny, Secret: f.secret, Log: cmd.ErrOrStderr(),
-				MessageBytes: f.size, Rcpts: f.rcpts, ToHost: f.tohost,
+				MessageBytes: f.size, Rcpts: f.rcpts, ToHost: f.tohost, LDAPBase: f.ldapBase,
 			})
 			if res.Mode != "" { // the run took place
 				fmt.Fprintln(cmd.OutOrStdout(), res)
@@ -156,7 +171,7 @@ that command).`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login, lmtp-deliver, imap-hold, imap-fetch, echo-server or imap-server")
+	fl.StringVar(&f.mode, "mode", bench.ModeLookup, "lookup, check, set, imap-login, pop3-login, lmtp-deliver, imap-hold, imap-fetch, ldap-search, ldap-bind, smtp-relay, echo-server or imap-server")
 	fl.StringVar(&f.addr, "directory", "127.0.0.1:4020", "directory address (echo-server: the address to listen on, unless --listen is given)")
 	fl.StringVar(&f.addr, "addr", "127.0.0.1:4020", "old name of --directory")
 	fl.MarkDeprecated("addr", "use --directory")
@@ -167,19 +182,20 @@ that command).`,
 	fl.IntVarP(&f.count, "count", "n", 0, "total requests (0 = no count limit); imap-hold: the sessions to hold")
 	fl.IntVar(&f.users, "users", 100000, "users are drawn from [--first, --first+--users)")
 	fl.IntVar(&f.first, "first", 0, "index of the first user")
-	fl.Float64Var(&f.miss, "miss", 0, "lookup/check: fraction of requests for unknown users / wrong passwords (must get -ERR)")
+	fl.Float64Var(&f.miss, "miss", 0, "lookup/check/ldap-search/ldap-bind: fraction of requests for unknown users / wrong passwords (must be refused)")
 	fl.Int64Var(&f.seed, "seed", 1, "random seed (connection k uses the stream seed,k)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "per-request timeout (a watchdog closes the connection)")
-	fl.BoolVar(&f.verifyHost, "verify-host", false, "lookup/check: the +OK line must carry the user's tohost field")
+	fl.BoolVar(&f.verifyHost, "verify-host", false, "lookup/check: the +OK line must carry the user's tohost field; ldap-search: the entry's mailHost must be it")
 	fl.BoolVar(&f.acceptAny, "accept-any", false, "check only +OK/-ERR, not the user name (for the echo server)")
 	fl.StringVar(&f.secret, "secret", "", "shared secret sent with `auth` first on every connection")
 	fl.StringVar(&f.reply, "reply", "+OK x config 0", "echo-server: the reply to every line (CRLF appended)")
 	fl.IntVar(&f.procs, "procs", 0, "GOMAXPROCS of this process (0 = Go default)")
-	fl.IntVar(&f.size, "size", 10<<10, "lmtp-deliver: bytes of each message")
+	fl.IntVar(&f.size, "size", 10<<10, "lmtp-deliver, smtp-relay: bytes of each message")
 	fl.IntVar(&f.rcpts, "rcpts", 1, "lmtp-deliver: recipients of each message")
 	fl.StringVar(&f.tohost, "tohost", "backend1.example", "lmtp-deliver: deliver to the users whose tohost this is (the backend's --name); empty: to every user")
 	fl.IntVar(&f.messages, "messages", 1000, "imap-fetch: N of FETCH 1:N (INBOX must hold at least N messages)")
 	fl.StringVar(&f.fetch, "fetch", bench.FetchBoth, "imap-fetch: envelope (FETCH 1:N (FLAGS ENVELOPE)), body (FETCH 1:N BODY.PEEK[]) or both, in turn")
+	fl.StringVar(&f.ldapBase, "ldap-base", bench.DefaultLDAPBase, "ldap-search, ldap-bind: the directory's LDAP suffix (users are uid=LOGIN,ou=users,BASE)")
 	fl.BoolVar(&f.allowRemote, "allow-remote", false, "allow a non-loopback --directory")
 	return cmd
 }
