@@ -73,8 +73,9 @@ func forward(dst, src net.Conn, buf *bufio.Reader) int64 {
 // every idle session would cost four extra descriptors.
 func spliceWhenReady(dst, src net.Conn, rc syscall.RawConn) int64 {
 	var n int64
+	peek := make([]byte, 1) // one per direction, not one per burst
 	for {
-		queued, err := waitQueued(rc)
+		queued, err := waitQueued(rc, peek)
 		if err != nil || queued == 0 { // error, or the end of the stream
 			return n
 		}
@@ -88,10 +89,9 @@ func spliceWhenReady(dst, src net.Conn, rc syscall.RawConn) int64 {
 
 // waitQueued blocks until the socket has input (or its end, or an error)
 // and returns how many bytes are queued: 0 at the end of the stream.
-func waitQueued(rc syscall.RawConn) (int, error) {
+func waitQueued(rc syscall.RawConn, peek []byte) (int, error) {
 	var queued int
 	var serr error
-	peek := make([]byte, 1)
 	err := rc.Read(func(fd uintptr) bool {
 		k, _, err := unix.Recvfrom(int(fd), peek, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		if errors.Is(err, unix.EAGAIN) {
