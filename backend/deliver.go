@@ -9,10 +9,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,6 +89,9 @@ type Deliverer struct {
 	busyMu sync.Mutex
 	busyN  int
 	busyC  *sync.Cond
+	// quotaMu serialises, per user (striped), the quota check and the
+	// store of a message whose size decides whether it fits.
+	quotaMu [64]sync.Mutex
 }
 
 // NewDeliverer returns a Deliverer for cfg.
@@ -207,6 +212,30 @@ func (d *Deliverer) serve(ctx context.Context, ln net.Listener, lmtp bool) error
 	<-served
 	d.waitIdle()
 	return nil
+}
+
+// lockQuotas takes the quota locks of the recipients that have a quota
+// (striped by user, taken in stripe order so two deliveries cannot wait
+// on each other) and returns the function that releases them.
+func (d *Deliverer) lockQuotas(rcpts []recipient) func() {
+	var stripes []int
+	for _, rc := range rcpts {
+		if rc.quota > 0 {
+			h := fnv.New32a()
+			h.Write([]byte(strings.ToLower(rc.user)))
+			stripes = append(stripes, int(h.Sum32()%uint32(len(d.quotaMu))))
+		}
+	}
+	slices.Sort(stripes)
+	stripes = slices.Compact(stripes)
+	for _, i := range stripes {
+		d.quotaMu[i].Lock()
+	}
+	return func() {
+		for _, i := range stripes {
+			d.quotaMu[i].Unlock()
+		}
+	}
 }
 
 // enter and leave count a message transfer under way; waitIdle returns
@@ -556,6 +585,11 @@ func (s *session) transfer(r io.Reader, status smtp.StatusCollector) {
 		}
 		size = rr.n
 		if err == nil {
+			// Checking the room left and storing are one step per user:
+			// two messages for the same user must not both see the room
+			// that only one of them fits in.
+			unlock := d.lockQuotas(rcpts)
+			defer unlock()
 			fits := make([]bool, len(users))
 			for i := range fits {
 				fits[i] = true

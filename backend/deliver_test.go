@@ -11,8 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -743,4 +745,62 @@ func TestCurl(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "550") {
 		t.Fatalf("curl to an unknown user: %v\n%s", err, out)
 	}
+}
+
+// usageGate holds each Usage call, once armed, until a second one comes
+// (or a hang guard passes): two deliveries that check the room left at
+// the same time both get to check it.
+type usageGate struct {
+	MailStore
+	armed   atomic.Bool
+	mu      sync.Mutex
+	waiting int
+	both    chan struct{}
+}
+
+func (g *usageGate) Usage(user string) (int64, error) {
+	if g.armed.Load() {
+		g.mu.Lock()
+		g.waiting++
+		if g.waiting == 2 {
+			close(g.both)
+		}
+		g.mu.Unlock()
+		select {
+		case <-g.both:
+		case <-time.After(2 * time.Second): // the other is kept out by a lock
+		}
+	}
+	return g.MailStore.Usage(user)
+}
+
+// TestQuotaNotOverrunByConcurrentDeliveries: two messages that each fit
+// dave's quota (300 bytes) but not both, delivered at once: one is
+// stored, the other refused 552.
+func TestQuotaNotOverrunByConcurrentDeliveries(t *testing.T) {
+	g := &usageGate{both: make(chan struct{})}
+	h := start(t, DeliveryConfig{}, func(s MailStore) MailStore { g.MailStore = s; return g })
+	msg := "Subject: q\r\n\r\n" + strings.Repeat("x", 180) + "\r\n"
+	var cs []*client
+	for range 2 {
+		c := dialClient(t, h.lmtp)
+		c.cmd("LHLO mta.example.org", "250 ")
+		c.cmd("MAIL FROM:<sender@example.org>", "250 ")
+		c.cmd("RCPT TO:<dave@example.com>", "250 ")
+		cs = append(cs, c)
+	}
+	g.armed.Store(true)
+	replies := make(chan string, 2)
+	for _, c := range cs {
+		go func() {
+			c.data(msg)
+			replies <- c.reply()
+		}()
+	}
+	got := []string{<-replies, <-replies}
+	slices.Sort(got)
+	if !strings.HasPrefix(got[0], "250 ") || !strings.HasPrefix(got[1], "552 5.2.2") {
+		t.Fatalf("replies %q: want one 250 and one 552 5.2.2", got)
+	}
+	h.expectMail("dave@example.com", msg)
 }
