@@ -5,11 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -27,61 +24,18 @@ const (
 // drawn from [First, First+Users); Miss is the fraction of logins with a
 // wrong password, which must be refused.
 func RunLogins(ctx context.Context, cfg Config) (Result, error) {
-	if cfg.Conns == 0 {
-		cfg.Conns = 1
+	if cfg.Mode != ModeIMAPLogin && cfg.Mode != ModePOP3Login {
+		return Result{}, fmt.Errorf("bench: unknown login mode %q", cfg.Mode)
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = 5 * time.Second // session's own deadline needs it now
 	}
-	switch {
-	case cfg.Mode != ModeIMAPLogin && cfg.Mode != ModePOP3Login:
-		return Result{}, fmt.Errorf("bench: unknown login mode %q", cfg.Mode)
-	case cfg.Addr == "":
-		return Result{}, errors.New("bench: no address")
-	case cfg.Users < 1 || cfg.First < 0 || cfg.Conns < 1:
-		return Result{}, errors.New("bench: need conns >= 1, users >= 1, first >= 0")
-	case cfg.Duration == 0 && cfg.Count == 0:
-		return Result{}, errors.New("bench: need a duration or a count (or both)")
-	}
-	r := &runner{cfg: cfg, base: time.Now()}
-	if cfg.Duration > 0 {
-		r.end = cfg.Duration
-	}
-	hists := make([]histogram, cfg.Conns)
-	var errs atomic.Int64
-	var wg sync.WaitGroup
-	cpu0 := cpuTime()
-	for k := range cfg.Conns {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(k)))
-			for ctx.Err() == nil && (r.end == 0 || r.now() < r.end) {
-				if cfg.Count > 0 && r.issued.Add(1) > int64(cfg.Count) {
-					return
-				}
-				i := cfg.First + rng.IntN(cfg.Users)
-				miss := cfg.Miss > 0 && rng.Float64() < cfg.Miss
-				t0 := r.now()
-				err := session(ctx, cfg, i, miss)
-				hists[k].record(r.now() - t0)
-				if err != nil {
-					errs.Add(1)
-					r.report(func() string { return fmt.Sprintf("conn %d: %s %s: %v", k, cfg.Mode, Login(i), err) })
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := r.now()
-	cpu := cpuTime() - cpu0
-	var h histogram
-	for k := range hists {
-		h.merge(&hists[k])
-	}
-	res := Result{Mode: cfg.Mode, Conns: cfg.Conns, Depth: 1, Elapsed: elapsed, Errors: errs.Load()}
-	if err := r.finish(&res, &h, cpu, "sessions"); err != nil {
-		return res, err
-	}
-	return res, ctx.Err()
+	// The closed loop of the persistent modes, with nothing kept between
+	// requests: each request is a whole session of its own.
+	none := func(context.Context) (struct{}, error) { return struct{}{}, nil }
+	return runPersistent(ctx, cfg, none, func(_ struct{}, i int, miss bool) error {
+		return session(ctx, cfg, i, miss)
+	}, func(struct{}) {})
 }
 
 // session runs one login session for user i and checks every answer.
