@@ -23,6 +23,14 @@ import (
 // good (e.g. the listener was closed by someone else).
 func ServeEcho(ctx context.Context, ln net.Listener, reply string) error {
 	resp := []byte(reply + "\r\n")
+	return serveConns(ctx, ln, func(c net.Conn) { serveEchoConn(c, resp) })
+}
+
+// serveConns accepts on ln and runs handle on each connection until ctx is
+// done, then closes the listener and every connection and returns nil; it
+// returns an error if accepting fails for good. The bench's own servers
+// (echo, IMAP stub) share it.
+func serveConns(ctx context.Context, ln net.Listener, handle func(net.Conn)) error {
 	var (
 		mu     sync.Mutex
 		conns  = map[net.Conn]struct{}{}
@@ -66,7 +74,7 @@ func ServeEcho(ctx context.Context, ln net.Listener, reply string) error {
 		conns[c] = struct{}{}
 		mu.Unlock()
 		wg.Go(func() {
-			serveEchoConn(c, resp)
+			handle(c)
 			mu.Lock()
 			delete(conns, c)
 			mu.Unlock()

@@ -8,8 +8,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 )
 
 // ModeIMAPServer serves the IMAP stub (ServeIMAPStub).
@@ -30,55 +28,7 @@ const stubCaps = "IMAP4rev1 LITERAL+ ID IDLE"
 // It serves until ctx is done, then closes the listener and every
 // connection and returns nil, like ServeEcho.
 func ServeIMAPStub(ctx context.Context, ln net.Listener) error {
-	var (
-		mu     sync.Mutex
-		conns  = map[net.Conn]struct{}{}
-		closed bool
-		wg     sync.WaitGroup
-	)
-	stop := context.AfterFunc(ctx, func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	defer stop()
-	defer wg.Wait()
-
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		mu.Lock()
-		if closed {
-			mu.Unlock()
-			c.Close()
-			continue
-		}
-		conns[c] = struct{}{}
-		mu.Unlock()
-		wg.Go(func() {
-			serveIMAPStubConn(c)
-			mu.Lock()
-			delete(conns, c)
-			mu.Unlock()
-			c.Close()
-		})
-	}
+	return serveConns(ctx, ln, serveIMAPStubConn)
 }
 
 // stubMaxLine bounds a command line (literals aside).
