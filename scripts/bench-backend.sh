@@ -30,30 +30,7 @@ BE_IMAP=14711 BE_LMTP=14712 BE_HTTP=14781
 . scripts/dovecot.sh
 dovecot_install
 
-work=$(mktemp -d)
-chmod 755 "$work" # Dovecot's unprivileged processes read their config and mail under it
-pids=()
-cleanup() {
-  dovecot_stop "$work/dovecot"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null
-  sleep 0.5 # Dovecot's children leave their folder
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# waitport PORT: until something listens there (at most 10 s).
-waitport() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; } # a key=value of a bench summary line
-mean() { tr ' ' '\n' | sed '/^$/d' | awk '{ s += $1; n++ } END { if (n) printf "%.1f", s / n; else print "nan" }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
+. scripts/bench-common.sh
 
 go build -o "$work/tohost" ./cmd/tohost
 t=$work/tohost
