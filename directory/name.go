@@ -78,6 +78,53 @@ func ValidateField(f Field) error {
 	return nil
 }
 
+// Bounds of one record. Every real user fits in them many times over; they
+// keep one user from growing without end (a `set` that adds labels again
+// and again) and so keep every reply, cache entry and export line of a
+// user bounded.
+const (
+	MaxFields      = 256
+	MaxRecordBytes = 64 << 10
+)
+
+// RecordSize is what the bounds measure: the bytes of the name, how it is
+// written, the stored password and every label and value.
+func RecordSize(name, display, password string, fields []Field) int {
+	n := len(name) + len(display) + len(password)
+	for _, f := range fields {
+		n += len(f.Label) + len(f.Value)
+	}
+	return n
+}
+
+// CheckBounds returns an *InputError if a record with these parts is over
+// MaxFields or MaxRecordBytes.
+func CheckBounds(name, display, password string, fields []Field) error {
+	if len(fields) > MaxFields {
+		return inputErrorf("too many fields: %d, at most %d", len(fields), MaxFields)
+	}
+	if n := RecordSize(name, display, password, fields); n > MaxRecordBytes {
+		return inputErrorf("record too large: %d bytes, at most %d", n, MaxRecordBytes)
+	}
+	return nil
+}
+
+// checkGrowth applies the bounds to a write that makes old (nil: none)
+// into u. A record stored before the bounds existed may be over them: a
+// write that does not make it bigger is still allowed, so that it can be
+// trimmed.
+func checkGrowth(old, u *User) error {
+	err := CheckBounds(u.Name, u.Display, u.Password, u.Fields)
+	if err == nil || old == nil {
+		return err
+	}
+	if len(u.Fields) <= len(old.Fields) &&
+		RecordSize(u.Name, u.Display, u.Password, u.Fields) <= RecordSize(old.Name, old.Display, old.Password, old.Fields) {
+		return nil
+	}
+	return err
+}
+
 // Domain returns the part of a name after '@', or "".
 func Domain(name string) string {
 	if i := strings.IndexByte(name, '@'); i >= 0 {

@@ -177,6 +177,7 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 		case old == nil && mode == updateOnly:
 			return nil, ErrNotFound
 		}
+		prev := old // nil for a new user
 		if old == nil {
 			if hash == "" {
 				return nil, inputErrorf("a new user needs a password, not (NULL)")
@@ -188,6 +189,9 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 			u.Password = hash
 		}
 		u.Fields = MergeFields(old.Fields, fields)
+		if err := checkGrowth(prev, &u); err != nil {
+			return nil, err
+		}
 		u.Updated = now
 		u.Version++
 		return &u, nil
@@ -234,6 +238,9 @@ func (s *Service) Modify(ctx context.Context, name string, fn func(u *User) erro
 		}
 		u.Name, u.Display, u.Created = old.Name, old.Display, old.Created
 		if err := checkModified(old, u); err != nil {
+			return nil, err
+		}
+		if err := checkGrowth(old, u); err != nil {
 			return nil, err
 		}
 		if u.Password == old.Password && slices.Equal(u.Fields, old.Fields) {

@@ -163,6 +163,9 @@ func (v *validator) entry(r *Record) (directory.BulkEntry, error) {
 			}
 		}
 	}
+	if err := directory.CheckBounds(e.Name, e.Display, e.Password, e.Fields); err != nil {
+		return directory.BulkEntry{}, reason(err)
+	}
 	return e, nil
 }
 
