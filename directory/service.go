@@ -159,6 +159,9 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 	if err != nil {
 		return false, err
 	}
+	if len(fields) > MaxFields { // before merging them: that costs len × len
+		return false, inputErrorf("too many fields: %d, at most %d", len(fields), MaxFields)
+	}
 	for _, f := range fields {
 		if err := ValidateField(f); err != nil {
 			return false, err

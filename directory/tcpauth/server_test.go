@@ -474,3 +474,23 @@ func TestShutdownAnswersEverything(t *testing.T) {
 		t.Fatalf("count = %d, %v", n, err)
 	}
 }
+
+// TestRecordBoundsOverTCPAuth: a set that would grow a user past the
+// directory's bounds gets -ERR naming the bound, and lookups stay bounded.
+func TestRecordBoundsOverTCPAuth(t *testing.T) {
+	c := start(t, Config{}, nil).dial(t)
+	c.expect("set grow@x pw", "+OK grow@x added to database")
+	var line strings.Builder
+	line.WriteString("set grow@x (NULL)")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&line, " a%d=1", i)
+	}
+	c.expect(line.String(), "+OK grow@x added to database")
+	line.Reset()
+	line.WriteString("set grow@x (NULL)")
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&line, " b%d=1", i)
+	}
+	c.expect(line.String(), "-ERR too many fields: 300, at most 256")
+	c.expect("set grow@x (NULL) a0=", "+OK grow@x added to database")
+}
