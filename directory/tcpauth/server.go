@@ -17,6 +17,7 @@ import (
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/internal/listen"
+	"github.com/tohost/tohost/internal/penalty"
 )
 
 // Directory is what the server asks of the user directory;
@@ -50,6 +51,10 @@ type Config struct {
 	// MaxInflight caps the requests (reads and writes) one connection may have in progress
 	// (default, and for 0 or less, 4096).
 	MaxInflight int
+	// Penalty slows guessing: after a failed check (by client address
+	// and user) or a wrong secret (by connection address), attempts
+	// inside the growing window are refused unchecked. nil: none.
+	Penalty *penalty.Penalty[string]
 	// Version is reported by the `version` command.
 	Version string
 	Logger  *slog.Logger

@@ -71,7 +71,9 @@ func startWith(t testing.TB, cfg Config, o setup) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{addr: ln.Addr().String(), store: s, cancel: cancel, done: make(chan error, 1)}
 	cfg.Version = "test"
-	cfg.Logger = discard
+	if cfg.Logger == nil {
+		cfg.Logger = discard
+	}
 	go func() { h.done <- New(svc, cfg).Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		h.stop(t)
