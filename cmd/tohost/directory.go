@@ -121,6 +121,9 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		return err
 	}
 	d.Go("store", store.run)
+	d.Go("stand-in", func(ctx context.Context) error {
+		return svc.KeepStandIn(ctx, 10*time.Minute, func(err error) { log.Warn("stand-in hash not refreshed", "err", err) })
+	})
 	log.Info("directory store", "store", store.kind, "version", version, "max_conns", gate.MaxConns())
 	return d.Run(ctx)
 }
