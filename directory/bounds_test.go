@@ -71,3 +71,42 @@ func isInput(err error, msg string) bool {
 	in, ok := err.(*directory.InputError)
 	return ok && strings.Contains(in.Msg, msg)
 }
+
+// TestOneNameOneUser: a name with invalid UTF-8 is refused by every way in
+// on both stores (it never becomes another user's name), and names that
+// differ beyond ASCII case are different users.
+func TestOneNameOneUser(t *testing.T) {
+	onEveryStore(t, func(t *testing.T, svc *directory.Service) {
+		ctx := context.Background()
+		if _, err := svc.Set(ctx, "victim\xff@x.com", "pw", nil); err != nil {
+			if !isInput(err, "not valid UTF-8") {
+				t.Fatalf("set with \\xff: %v", err)
+			}
+		} else {
+			t.Fatal("a name with invalid UTF-8 was stored")
+		}
+		if _, err := svc.Set(ctx, "kelvin@x.com", "pw-k", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"victim\x80@x.com", "kelvin\x80@x.com"} {
+			if _, err := svc.Check(ctx, name, "pw-k"); !isInput(err, "not valid UTF-8") {
+				t.Fatalf("check %q: %v", name, err)
+			}
+			if _, err := svc.Lookup(ctx, name); !isInput(err, "not valid UTF-8") {
+				t.Fatalf("lookup %q: %v", name, err)
+			}
+		}
+		if _, err := svc.Check(ctx, "\u212Aelvin@x.com", "pw-k"); err == nil {
+			t.Fatal("the Kelvin sign logs in as k")
+		}
+		if _, err := svc.Check(ctx, "KELVIN@X.COM", "pw-k"); err != nil {
+			t.Fatalf("ASCII case must not matter: %v", err)
+		}
+		if _, err := svc.Set(ctx, "\u212Aelvin@x.com", "pw-K", nil); err != nil {
+			t.Fatal(err)
+		}
+		if u, _ := svc.Lookup(ctx, "kelvin@x.com"); u == nil || u.Display != "kelvin@x.com" {
+			t.Fatalf("kelvin@x.com became %+v", u)
+		}
+	})
+}

@@ -3,6 +3,7 @@ package directory
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tohost/tohost/protocol/authent"
 )
@@ -11,13 +12,34 @@ import (
 const MaxNameLen = 320
 
 // NormalizeName checks a user name against the rules of docs/protocol.md
-// ("User names") and returns its normalized (lower-case) form, the key it
-// is stored under.
+// ("User names") and returns its normalized form, the key it is stored
+// under: FoldName of it.
 func NormalizeName(name string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
-	return strings.ToLower(name), nil
+	return FoldName(name), nil
+}
+
+// FoldName lower-cases the ASCII letters of name and keeps every other
+// byte as written, as Dovecot and Postfix fold names. Unicode case mapping
+// is not applied: it folds distinct names together (the Kelvin sign K and
+// "k", dotted and dotless i), differs between Unicode versions and between
+// Go and PostgreSQL, and would let one user be reached under names an
+// admin never gave it.
+func FoldName(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
 }
 
 // ValidateName returns an *InputError saying what is wrong with name, or nil.
@@ -45,6 +67,11 @@ func ValidateName(name string) error {
 	}
 	if ats > 1 {
 		return inputErrorf("user name contains more than one @")
+	}
+	if !utf8.ValidString(name) {
+		// Every store keeps it byte for byte or not at all: no two
+		// names may become one on the way in.
+		return inputErrorf("user name is not valid UTF-8")
 	}
 	return nil
 }

@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
 )
@@ -310,7 +310,7 @@ func (c *conn) waits(req *authent.Request) bool {
 	if len(c.users) == 0 {
 		return false
 	}
-	u := c.users[strings.ToLower(req.User)]
+	u := c.users[directory.FoldName(req.User)]
 	return u != nil && u.write != nil && !u.write.finished()
 }
 
@@ -350,7 +350,7 @@ func (c *conn) async(req authent.Request, write bool) {
 		if name == "" {
 			continue
 		}
-		key := strings.ToLower(name)
+		key := directory.FoldName(name)
 		u := c.users[key]
 		if u == nil {
 			u = &userOps{}

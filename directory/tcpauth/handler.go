@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tohost/tohost/directory"
@@ -133,7 +132,7 @@ func (c *conn) penaltyKey(ip, user string) (addr, key string) {
 			addr = ap.Addr().Unmap().String()
 		}
 	}
-	return addr, addr + " " + strings.ToLower(user)
+	return addr, addr + " " + directory.FoldName(user)
 }
 
 // failedLogin counts a failed check or auth of key and logs it, once per
