@@ -127,3 +127,13 @@ func TestOutOfRangeFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestOneLDIFBase: an LDIF export names users as the directory's LDAP
+// serves them by default, so the file and the server agree.
+func TestOneLDIFBase(t *testing.T) {
+	base := newDirectoryCmd().Flags().Lookup("ldap-base").DefValue
+	export := newExportCmd().Flags().Lookup("ldif-base").DefValue
+	if export != "ou=users,"+base {
+		t.Fatalf("export writes under %q, the directory serves users under ou=users,%s", export, base)
+	}
+}
