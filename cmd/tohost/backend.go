@@ -251,6 +251,7 @@ func runBackend(cmd *cobra.Command, f *backendFlags) error {
 	// Deliveries get the drain time; the daemon's own deadline is a little
 	// longer, so the servers close their connections themselves before it.
 	d := daemon.New("backend", log, f.listen.shutdownTimeout+5*time.Second)
+	f.listen.reloadOn(d)
 	defer d.Abort()
 
 	// The store opens first and closes last, once no server uses it.

@@ -90,6 +90,7 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		return err
 	}
 	d := daemon.New("directory", log, f.listen.shutdownTimeout)
+	f.listen.reloadOn(d)
 	defer d.Abort()
 	store, err := f.store.open(ctx, log, reg)
 	if err != nil {
@@ -113,7 +114,17 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		cfg.Penalty = penalty.New[string](penalty.Config{Max: f.penaltyMax})
 		f.ldap.penalty = cfg.Penalty
 	}
-	d.Serve("tcpauth", ln, tcpauth.New(svc, cfg).Serve)
+	tcp := tcpauth.New(svc, cfg)
+	d.Serve("tcpauth", ln, tcp.Serve)
+	if f.secretFile != "" {
+		d.OnReload("--secret-file", func() error {
+			var secret string
+			if err := readSecretFile("--secret-file", f.secretFile, &secret); err != nil {
+				return err
+			}
+			return tcp.SetSecret(secret)
+		})
+	}
 	if err := f.ldap.serve(d, gate, svc, scheme, tlsCfg, f.listen.idleTimeout, log, ldap.NewMetrics(reg)); err != nil {
 		return err
 	}

@@ -197,6 +197,7 @@ func runProxy(cmd *cobra.Command, f proxyFlags) error {
 	// Sessions get the drain time; the daemon's own deadline is a little
 	// longer, so the proxy closes them itself before it.
 	d := daemon.New("proxy", log, f.listen.shutdownTimeout+5*time.Second)
+	f.listen.reloadOn(d)
 	defer d.Abort()
 	dir, err := f.dir.client(f.dirConns, log)
 	if err != nil {

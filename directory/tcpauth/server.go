@@ -9,10 +9,12 @@ package tcpauth
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tohost/tohost/directory"
@@ -66,6 +68,8 @@ type Server struct {
 	svc Directory
 	cfg Config
 	log *slog.Logger
+
+	secret atomic.Pointer[string] // set by SetSecret; else cfg.Secret
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -141,5 +145,24 @@ func (s *Server) closeIdle() {
 
 // secretOK compares in constant time.
 func (s *Server) secretOK(secret string) bool {
-	return s.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.Secret)) == 1
+	want := s.cfg.Secret
+	if p := s.secret.Load(); p != nil {
+		want = *p
+	}
+	return want != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(want)) == 1
+}
+
+// SetSecret replaces the shared secret (a secret file read again on
+// SIGHUP); connections that authenticated keep their rights. Whether a
+// secret is required is fixed at start: a server started without one
+// cannot be given one, and one started with one cannot lose it.
+func (s *Server) SetSecret(secret string) error {
+	switch {
+	case s.cfg.Secret == "":
+		return errors.New("the directory was started without a secret; restart it to require one")
+	case secret == "":
+		return errors.New("the new secret is empty")
+	}
+	s.secret.Store(&secret)
+	return nil
 }
