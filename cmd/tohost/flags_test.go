@@ -137,3 +137,23 @@ func TestOneLDIFBase(t *testing.T) {
 		t.Fatalf("export writes under %q, the directory serves users under ou=users,%s", export, base)
 	}
 }
+
+// TestVersion: `tohost version` and `tohost --version` print the same
+// line, starting with the version.
+func TestVersion(t *testing.T) {
+	var outs []string
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var b strings.Builder
+		root.SetOut(&b)
+		root.SetArgs(args)
+		if err := root.Execute(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		outs = append(outs, b.String())
+	}
+	root.SetOut(nil)
+	root.SetArgs(nil)
+	if !strings.HasPrefix(outs[0], "tohost "+version+" (") || outs[0] != outs[1] {
+		t.Fatalf("version %q, --version %q", outs[0], outs[1])
+	}
+}
