@@ -329,3 +329,49 @@ func TestUserMoveWhileMailArrives(t *testing.T) {
 		t.Errorf("login on the new backend: %v", err)
 	}
 }
+
+// TestClusterUserMove: the `tohost user move` line that `tohost cluster`
+// prints works as printed: the demo user's mailbox goes to the other
+// backend with the master login the cluster made.
+func TestClusterUserMove(t *testing.T) {
+	dir := t.TempDir()
+	offset := clusterPortOffset(t)
+	c := startCluster(t, dir, offset)
+	var line string
+	for _, l := range strings.Split(c.out.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "tohost user move ") {
+			line = strings.TrimSpace(l)
+		}
+	}
+	if line == "" {
+		t.Fatalf("no tohost user move line in the usage:\n%s", c.out)
+	}
+	info, err := os.Stat(filepath.Join(dir, "master-password"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("master-password: %v %v", info, err)
+	}
+	args := strings.Fields(line)[1:]
+	name, target := args[2], args[3]
+	out, err := exec.Command(binary, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", line, err, out)
+	}
+	u, ok := c.users[name]
+	if !ok || u[1] == target {
+		t.Fatalf("the move line names %s to %s; demo users %v", name, target, c.users)
+	}
+	local, _, _ := strings.Cut(name, "@")
+	sub := map[string]string{"127.0.0.2": "backend1", "127.0.0.3": "backend2"}[target]
+	if got := countMail(t, filepath.Join(dir, sub, "example.com", local)); got != 1 {
+		t.Errorf("%s's messages in %s's Maildir: %d, want the welcome message", name, target, got)
+	}
+	ic, err := imapAt(t, fmt.Sprintf("127.0.0.1:%d", 1143+offset), name, u[0])
+	if err != nil {
+		t.Fatalf("login through the proxy after the move: %v", err)
+	}
+	sel, err := ic.Select("INBOX", nil).Wait()
+	if err != nil || sel.NumMessages != 1 {
+		t.Fatalf("INBOX after the move: %v, %v; want the welcome message", sel, err)
+	}
+	c.stop(t)
+}

@@ -45,7 +45,7 @@ A tohost value (and <backend>) is host or host:port as the proxy reads it: its p
 when it has one, is the one used; else --backend-imap-port. The target mailbox must be
 empty. The old mailbox is left as it is unless --delete-old; the user can no longer
 reach it there. Once the tohost is switched, an interrupt no longer stops the move.`,
-		Example: `  tohost user move alice@example.com backend2.example.com --master-user mover --master-password-file /etc/tohost/master`,
+		Example: `  tohost user move alice@example.com backend2.example.com --master-user mover --master-password-file master-password`,
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUserMove(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), dir, &f, args[0], args[1])
