@@ -90,6 +90,7 @@ type e2eProxy struct {
 type e2eCluster struct {
 	dir      e2eProc
 	dirAddr  string
+	imapPort int // the backends' IMAP port
 	backends []*e2eBackend
 	proxies  []*e2eProxy
 }
@@ -119,7 +120,9 @@ func sharedPorts(t *testing.T, n int, hosts ...string) []int {
 	return ports
 }
 
-func startE2ECluster(t *testing.T) *e2eCluster {
+// startE2ECluster starts the cluster; backendArgs are added to each
+// backend's arguments.
+func startE2ECluster(t *testing.T, backendArgs ...string) *e2eCluster {
 	t.Helper()
 	pg := testservices.Postgres(t)
 	redisAddr, prefix := testservices.Redis(t)
@@ -130,6 +133,7 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 
 	hosts := []string{"127.0.0.2", "127.0.0.3"}
 	ports := sharedPorts(t, 4, hosts...) // LMTP, SMTP, IMAP, POP3
+	c.imapPort = ports[2]
 	root := t.TempDir()
 	for _, h := range hosts {
 		addr := func(i int) string { return net.JoinHostPort(h, strconv.Itoa(ports[i])) }
@@ -137,6 +141,7 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 		b.name = "backend " + h
 		b.args = []string{"backend", "--name", h, "--directory", c.dirAddr, "--mail-dir", b.mailDir,
 			"--lmtp-addr", addr(0), "--smtp-addr", addr(1), "--imap-addr", addr(2), "--pop3-addr", addr(3), "--http-addr", ""}
+		b.args = append(b.args, backendArgs...)
 		b.ready = []string{addr(0), addr(2), addr(3)}
 		b.start(t)
 		c.backends = append(c.backends, b)

@@ -45,6 +45,8 @@ type backendFlags struct {
 	dirConns       int
 	loginTrusted   []string
 	pop3MarkSeen   bool
+
+	master masterFlags
 }
 
 // Where the backend listens when no listener flag is given.
@@ -90,6 +92,8 @@ deletions happen at QUIT.`,
 	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every lookup (pipelined)")
 	fl.StringSliceVar(&f.loginTrusted, "login-trusted-networks", nil, "networks (CIDR) of proxies trusted to pass the client's address before login (IMAP ID x-originating-ip, POP3 XCLIENT, as tohost proxy --backend-forward-ip sends them)")
 	fl.BoolVar(&f.pop3MarkSeen, "pop3-mark-seen", true, "flag messages retrieved over POP3 \\Seen when the session ends with QUIT")
+	f.master.register(fl, "IMAP master login name: AUTHENTICATE PLAIN with a user as authorization identity and these credentials logs in as that user, wherever its mailbox lives (for tohost user move; off unless both master flags are given)",
+		"file holding the IMAP master login's password")
 	return cmd
 }
 
@@ -173,8 +177,13 @@ func backendServers(r *backendRun) (given bool, err error) {
 		if err != nil {
 			return given, err
 		}
+		masterUser, masterPassword, err := f.master.credentials()
+		if err != nil {
+			return given, err
+		}
 		srv := backendimap.New(backendimap.Config{
 			Store: r.store, Directory: r.dir, Name: f.name, AcceptDefault: f.acceptDefault,
+			MasterUser: masterUser, MasterPassword: masterPassword,
 			TLS: r.tls, TrustedProxies: idTrusted, MaxMessageSize: f.maxMessageSize,
 			DrainTimeout: f.listen.shutdownTimeout, Logger: r.log, Metrics: backendimap.NewMetrics(r.reg),
 		})
