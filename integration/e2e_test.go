@@ -91,8 +91,10 @@ type e2eCluster struct {
 	dir      e2eProc
 	dirAddr  string
 	imapPort int // the backends' IMAP port
-	backends []*e2eBackend
-	proxies  []*e2eProxy
+	// the directory's store: PostgreSQL URL, Redis URL and key prefix
+	postgres, redis, redisPrefix string
+	backends                     []*e2eBackend
+	proxies                      []*e2eProxy
 }
 
 // sharedPorts finds n ports free on every one of hosts just now.
@@ -126,9 +128,9 @@ func startE2ECluster(t *testing.T, backendArgs ...string) *e2eCluster {
 	t.Helper()
 	pg := testservices.Postgres(t)
 	redisAddr, prefix := testservices.Redis(t)
-	c := &e2eCluster{dirAddr: freeAddr(t)}
+	c := &e2eCluster{dirAddr: freeAddr(t), postgres: pg, redis: "redis://" + redisAddr, redisPrefix: prefix}
 	c.dir = e2eProc{name: "directory", ready: []string{c.dirAddr},
-		args: directoryArgs(t.TempDir(), c.dirAddr, "--postgres", pg, "--redis", "redis://"+redisAddr, "--redis-prefix", prefix)}
+		args: directoryArgs(t.TempDir(), c.dirAddr, "--postgres", pg, "--redis", c.redis, "--redis-prefix", prefix)}
 	c.dir.start(t)
 
 	hosts := []string{"127.0.0.2", "127.0.0.3"}

@@ -60,7 +60,9 @@ once each: loads a directory and measures durable writes/s; runs until all are
 written unless --duration is given), imap-login and pop3-login (--directory is
 then an IMAP or POP3 server, a proxy or a backend: each request is a whole session,
 connect, greeting, LOGIN or USER/PASS, LOGOUT or QUIT; --miss sends that fraction
-of wrong passwords, which must be refused), lmtp-deliver (--directory is then a
+of wrong passwords, which must be refused; pop3-login gives each connection users of
+its own, since a POP3 session locks its maildrop, and needs --users >= 2 x --conns),
+lmtp-deliver (--directory is then a
 backend's LMTP address: --conns senders each deliver --size byte messages, one after
 another on one connection, to --rcpts users of the population whose tohost is
 --tohost; every recipient must get its 250, which a backend gives once the message
