@@ -21,7 +21,9 @@ func bindEnv(cmd *cobra.Command) error {
 		}
 		name := "TOHOST_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(name); ok {
-			if e := f.Value.Set(v); e != nil {
+			// Set through the flag set, so the flag counts as changed
+			// and the config file (loaded after) leaves it alone.
+			if e := cmd.Flags().Set(f.Name, v); e != nil {
 				err = &envError{name: name, err: e}
 			}
 		}
@@ -37,7 +39,14 @@ type envError struct {
 func (e *envError) Error() string { return e.name + ": " + e.err.Error() }
 
 func init() {
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return bindEnv(cmd) }
+	// Precedence: a flag on the command line, then its TOHOST_*
+	// variable, then --config's file, then the default.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := bindEnv(cmd); err != nil {
+			return err
+		}
+		return loadConfig(cmd, configPath)
+	}
 }
 
 // readSecretFile sets *dst to the content of path, without the line ending

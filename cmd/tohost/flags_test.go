@@ -47,7 +47,8 @@ func TestEnvironmentFlags(t *testing.T) {
 		t.Fatalf("bindEnv: %v, n=%d s=%q", err, n, s)
 	}
 	t.Setenv("TOHOST_MAX_CONNS", "many")
-	n = 1
+	cmd = &cobra.Command{Use: "x"} // the environment marked the flags set: start afresh
+	cmd.Flags().IntVar(&n, "max-conns", 1, "")
 	err := bindEnv(cmd)
 	if err == nil || !strings.Contains(err.Error(), "TOHOST_MAX_CONNS") {
 		t.Fatalf("bad environment value: %v, want an error naming the variable", err)
