@@ -228,4 +228,3 @@ func (l smtpLogger) Printf(format string, v ...any) {
 	l.log.Debug("smtp: " + fmt.Sprintf(format, v...))
 }
 func (l smtpLogger) Println(v ...any) { l.log.Debug("smtp: " + fmt.Sprint(v...)) }
-
