@@ -99,14 +99,24 @@ type submissionHarness struct {
 
 func startSubmission(t *testing.T) *submissionHarness {
 	t.Helper()
+	return startSubmissionRelay(t, "")
+}
+
+// startSubmissionRelay is startSubmission with the queue delivering to
+// relayAddr ("": the test relay).
+func startSubmissionRelay(t *testing.T, relayAddr string) *submissionHarness {
+	t.Helper()
 	h := &submissionHarness{relay: startTestRelay(t), spool: filepath.Join(t.TempDir(), ".queue")}
+	if relayAddr == "" {
+		relayAddr = h.relay.addr
+	}
 	h.dir = &loginDirectory{fakeDirectory: testDirectory(),
 		passwords: map[string]string{"alice@example.com": "secret", "bob@example.com": "bobpw"}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	q, err := queue.Open(queue.Config{Dir: h.spool, Relay: h.relay.addr, Hostname: "backend1.example", Logger: log})
+	q, err := queue.Open(queue.Config{Dir: h.spool, Relay: relayAddr, Hostname: "backend1.example", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,5 +268,22 @@ func TestSubmissionLimits(t *testing.T) {
 	ents, err := os.ReadDir(h.spool)
 	if err != nil || len(ents) != 0 {
 		t.Fatalf("spool after a refused message: %v %v", ents, err)
+	}
+}
+
+// The 250 comes once the message is committed to the queue: with the
+// relay down, the message and its envelope are on disk when the client
+// reads the reply.
+func TestSubmissionQueuedBeforeReply(t *testing.T) {
+	h := startSubmissionRelay(t, "127.0.0.1:1") // nothing listens there
+	c := h.login(t)
+	c.cmd("MAIL FROM:<alice@example.com>", "250 ")
+	c.cmd("RCPT TO:<bob@example.com>", "250 ")
+	c.data(message("kept", 100))
+	id := strings.TrimPrefix(c.expect("250 2.0.0 queued as "), "250 2.0.0 queued as ")
+	for _, ext := range []string{".env", ".msg"} {
+		if _, err := os.Stat(filepath.Join(h.spool, id+ext)); err != nil {
+			t.Fatalf("acknowledged but not in the queue: %v", err)
+		}
 	}
 }
