@@ -81,11 +81,11 @@ func (q *Queue) dsn(env *Envelope, idx []int, header []byte, id string, now time
 	boundary := "=_" + id
 	var b bytes.Buffer
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
-	w("From: Mail Delivery System <MAILER-DAEMON@%s>", host)
+	w("From: Mail Delivery System <MAILER-DAEMON@%s>", addressLiteral(host))
 	w("To: <%s>", env.From)
 	w("Subject: Undelivered Mail Returned to Sender")
 	w("Date: %s", now.Format(time.RFC1123Z))
-	w("Message-ID: <%s@%s>", id, host)
+	w("Message-ID: <%s@%s>", id, addressLiteral(host))
 	w("Auto-Submitted: auto-replied")
 	w("MIME-Version: 1.0")
 	w(`Content-Type: multipart/report; report-type=delivery-status; boundary="%s"`, boundary)

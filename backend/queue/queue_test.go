@@ -185,6 +185,14 @@ func TestRetryThenDelivered(t *testing.T) {
 	waitFor(t, "the spool to empty", func() bool { return len(spoolFiles(t, cfg.Dir)) == 0 })
 }
 
+func TestAddressLiteral(t *testing.T) {
+	for in, want := range map[string]string{"mx.test": "mx.test", "127.0.0.2": "[127.0.0.2]", "::1": "[IPv6:::1]"} {
+		if got := addressLiteral(in); got != want {
+			t.Errorf("addressLiteral(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestBackoff(t *testing.T) {
 	q := &Queue{cfg: Config{Retry: time.Minute, MaxRetry: time.Hour}}
 	for attempts, want := range map[int]time.Duration{1: time.Minute, 2: 2 * time.Minute, 3: 4 * time.Minute, 7: time.Hour, 100: time.Hour} {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -63,7 +64,7 @@ func (q *Queue) dial(ctx context.Context) (*smtp.Client, error) {
 	c := smtp.NewClient(&afterConn{Conn: conn, stop: stop})
 	c.CommandTimeout = q.cfg.Timeout
 	c.SubmissionTimeout = q.cfg.Timeout
-	if err := c.Hello(q.cfg.Hostname); err != nil {
+	if err := c.Hello(addressLiteral(q.cfg.Hostname)); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -175,6 +176,18 @@ func (q *Queue) setAll(ctx context.Context, out []outcome, idx []int, status, re
 	for _, i := range idx {
 		out[i] = outcome{status, reply}
 	}
+}
+
+// addressLiteral writes an IP address as EHLO and mail domains want it
+// ([192.0.2.1], RFC 5321 4.1.3); a name stays as it is.
+func addressLiteral(host string) string {
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Is4() {
+			return "[" + a.String() + "]"
+		}
+		return "[IPv6:" + a.String() + "]"
+	}
+	return host
 }
 
 func (q *Queue) relayError(err error) string {
