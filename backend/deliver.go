@@ -37,11 +37,13 @@ type Directory interface {
 }
 
 // MailStore is where delivered mail goes; *maildir.Store provides it.
-// DeliverMany stores one message, read once from r, for every user and
-// returns one error per user; a user's nil error means the message is
+// DeliverManyChecked stores one message, read once from r, for every user
+// and returns one error per user; a user's nil error means the message is
 // durable in that user's mailbox. When r fails, no user gets the message.
+// Once r is read whole, and before the message is in any mailbox, check
+// returns one error per user: a user with an error does not get it.
 type MailStore interface {
-	DeliverMany(users []string, r io.Reader) []error
+	DeliverManyChecked(users []string, r io.Reader, check func() []error) []error
 	Usage(user string) (int64, error)
 }
 
@@ -129,6 +131,8 @@ func NewDeliverer(cfg DeliveryConfig) (*Deliverer, error) {
 // Replies of delivery.
 var (
 	errOtherBackend = &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "Mailbox is on another server, try again later"}
+	errMoved        = &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "Mailbox moved to another server during the delivery, try again later"}
+	errOtherMoved   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "Another recipient's mailbox moved during the delivery, try again later"}
 	errNoUser       = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
 	errDirectory    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Cannot look up the recipient now, try again later"}
 	errOverQuota    = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 2, 2}, Message: "Mailbox full"}
@@ -368,6 +372,10 @@ func (s *session) transfer(r io.Reader, status smtp.StatusCollector) {
 		userOf[i] = j
 	}
 	errs := make([]error, len(users))
+	addrs := make([]string, len(users)) // the address each user was named by first
+	for i := len(rcpts) - 1; i >= 0; i-- {
+		addrs[userOf[i]] = rcpts[i].addr
+	}
 	rr := &recordingReader{r: r}
 	var size int64
 
@@ -382,7 +390,7 @@ func (s *session) transfer(r io.Reader, status smtp.StatusCollector) {
 	}
 	start := time.Now()
 	if !spool {
-		errs = d.cfg.Store.DeliverMany(users, rr)
+		errs = d.cfg.Store.DeliverManyChecked(users, rr, s.recheck(users, addrs))
 		size = rr.n
 	} else {
 		f, err := s.spool(rr)
@@ -412,16 +420,17 @@ func (s *session) transfer(r io.Reader, status smtp.StatusCollector) {
 					}
 				}
 			}
-			var some []string
+			var some, someAddrs []string
 			var where []int
 			for i, u := range users {
 				if fits[i] {
 					some = append(some, u)
+					someAddrs = append(someAddrs, addrs[i])
 					where = append(where, i)
 				}
 			}
 			if len(some) > 0 {
-				for k, e := range d.cfg.Store.DeliverMany(some, f) {
+				for k, e := range d.cfg.Store.DeliverManyChecked(some, f, s.recheck(some, someAddrs)) {
 					errs[where[k]] = e
 				}
 			}
@@ -458,6 +467,12 @@ func (s *session) transfer(r io.Reader, status smtp.StatusCollector) {
 		case err == errOverQuota:
 			d.cfg.Metrics.outcome(s.proto, outcomeOverQuota, 1)
 			s.log.Info("recipient over quota", "rcpt", rc.addr, "size", size, "quota", rc.quota)
+		case err == errMoved || err == errOtherMoved:
+			d.cfg.Metrics.outcome(s.proto, outcomeOtherServer, 1)
+		case err == errNoUser:
+			d.cfg.Metrics.outcome(s.proto, outcomeUnknown, 1)
+		case err == errDirectory:
+			d.cfg.Metrics.outcome(s.proto, outcomeUnavailable, 1)
 		default:
 			d.cfg.Metrics.outcome(s.proto, outcomeFailed, 1)
 			s.log.Error("delivery failed", "rcpt", rc.addr, "user", rc.user, "err", err)
@@ -468,6 +483,58 @@ func (s *session) transfer(r io.Reader, status smtp.StatusCollector) {
 	if delivered {
 		d.cfg.Metrics.delivered(s.proto, size, took)
 	}
+}
+
+// recheck returns the store's last check of users (named addrs at RCPT):
+// each is looked up again right before the message is linked into the
+// mailboxes, as RCPT may have been long before and the user may have
+// moved to another backend since (tohost user move switches tohost, then
+// copies what arrived on the old backend). A user who no longer lives
+// here gets 450 and nothing is stored for it: the sender retries and the
+// proxy routes the retry to the new backend, so the message is neither
+// lost on the old backend nor stored twice. SMTP has one reply for every
+// recipient, and a 4xx makes the sender retry them all: there, when one
+// user is refused, nobody gets the message (the others get 451), so that
+// the retry duplicates nothing.
+func (s *session) recheck(users, addrs []string) func() []error {
+	return func() []error {
+		errs := make([]error, len(users))
+		refused := false
+		for i := range users {
+			errs[i] = s.stillHere(addrs[i])
+			refused = refused || errs[i] != nil
+		}
+		if refused && s.proto != "lmtp" {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = errOtherMoved
+				}
+			}
+		}
+		return errs
+	}
+}
+
+// stillHere looks addr up again and returns nil when it still lives here,
+// else the reply it gets instead of the message.
+func (s *session) stillHere(addr string) error {
+	d := s.d
+	start := time.Now()
+	u, err := d.cfg.Directory.Lookup(s.ctx, addr)
+	d.cfg.Metrics.lookupTook(time.Since(start))
+	switch {
+	case errors.Is(err, authent.ErrNotFound):
+		s.log.Info("recipient gone before the message was stored", "rcpt", addr)
+		return errNoUser
+	case err != nil:
+		s.log.Warn("directory unavailable before the message was stored", "rcpt", addr, "err", err)
+		return errDirectory
+	}
+	if !(home.Rule{Name: d.cfg.Name, AcceptDefault: d.cfg.AcceptDefault}).Here(u.Get("tohost")) {
+		s.log.Info("recipient moved to another backend before the message was stored", "rcpt", addr, "tohost", u.Get("tohost"))
+		return errMoved
+	}
+	return nil
 }
 
 // spool copies the message from r into an unlinked file and returns it,

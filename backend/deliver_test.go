@@ -34,15 +34,25 @@ const hangGuard = 30 * time.Second
 // fakeDirectory answers lookups from a map; down makes every lookup an
 // outage.
 type fakeDirectory struct {
+	mu    sync.Mutex
 	users map[string]authent.User
 	down  atomic.Bool
+}
+
+// set replaces a user while the servers run.
+func (f *fakeDirectory) set(u authent.User) {
+	f.mu.Lock()
+	f.users[u.Name] = u
+	f.mu.Unlock()
 }
 
 func (f *fakeDirectory) Lookup(_ context.Context, user string) (authent.User, error) {
 	if f.down.Load() {
 		return authent.User{}, fmt.Errorf("%w: connection refused", authent.ErrUnavailable)
 	}
+	f.mu.Lock()
 	u, ok := f.users[strings.ToLower(user)]
+	f.mu.Unlock()
 	if !ok {
 		return authent.User{}, fmt.Errorf("%w: %s does not exist", authent.ErrNotFound, user)
 	}
@@ -543,7 +553,7 @@ func eventually(t *testing.T, cond func() bool) {
 	}
 }
 
-// gatedStore holds DeliverMany until released, and records whether it
+// gatedStore holds DeliverManyChecked until released, and records whether it
 // had returned each time the server wrote a reply to a client.
 type gatedStore struct {
 	MailStore
@@ -553,10 +563,10 @@ type gatedStore struct {
 	returned atomic.Bool
 }
 
-func (g *gatedStore) DeliverMany(users []string, r io.Reader) []error {
+func (g *gatedStore) DeliverManyChecked(users []string, r io.Reader, check func() []error) []error {
 	g.entered <- struct{}{}
 	<-g.release
-	errs := g.MailStore.DeliverMany(users, r)
+	errs := g.MailStore.DeliverManyChecked(users, r, check)
 	if g.fail != nil {
 		for i := range errs {
 			errs[i] = g.fail

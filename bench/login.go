@@ -21,8 +21,10 @@ const (
 // RunLogins runs cfg.Conns concurrent clients, each opening sessions one
 // after another until cfg.Duration or cfg.Count is reached, against an IMAP
 // or POP3 server (a proxy, or a backend directly) at cfg.Addr. Users are
-// drawn from [First, First+Users); Miss is the fraction of logins with a
-// wrong password, which must be refused.
+// drawn from [First, First+Users); for POP3, which locks the maildrop for a
+// session, each connection draws from users of its own (exclusiveUsers).
+// Miss is the fraction of logins with a wrong password, which must be
+// refused.
 func RunLogins(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Mode != ModeIMAPLogin && cfg.Mode != ModePOP3Login {
 		return Result{}, fmt.Errorf("bench: unknown login mode %q", cfg.Mode)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -65,5 +66,82 @@ func TestIMAPLogins(t *testing.T) {
 	res, err = RunLogins(context.Background(), cfg)
 	if err == nil || res.Errors == 0 {
 		t.Fatalf("a server that accepts wrong passwords was not caught: %+v", res)
+	}
+}
+
+// fakePOP3 locks a user's maildrop from PASS until QUIT, as a POP3 server
+// does, and answers a second session of that user meanwhile with -ERR
+// [IN-USE]. It lets the lock go before its reply to QUIT, so only sessions
+// that overlap compete.
+func fakePOP3(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	locked := map[string]bool{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				c.Write([]byte("+OK ready\r\n"))
+				var user, holds string
+				unlock := func() {
+					mu.Lock()
+					delete(locked, holds)
+					mu.Unlock()
+					holds = ""
+				}
+				defer unlock()
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					cmd, arg, _ := strings.Cut(strings.TrimRight(l, "\r\n"), " ")
+					switch cmd {
+					case "USER":
+						user = arg
+						c.Write([]byte("+OK\r\n"))
+					case "PASS":
+						mu.Lock()
+						busy := locked[user]
+						locked[user] = true
+						mu.Unlock()
+						if busy {
+							c.Write([]byte("-ERR [IN-USE] Mailbox in use by another session.\r\n"))
+							return
+						}
+						holds = user
+						c.Write([]byte("+OK logged in\r\n"))
+					case "QUIT":
+						unlock()
+						c.Write([]byte("+OK bye\r\n"))
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestPOP3LoginsOwnUsers: POP3 sessions of the bench never compete for a
+// maildrop, even with two users per connection; fewer is refused.
+func TestPOP3LoginsOwnUsers(t *testing.T) {
+	cfg := Config{Addr: fakePOP3(t), Mode: ModePOP3Login, Conns: 4, Count: 2000, Users: 8, First: 5, Seed: 1}
+	res, err := RunLogins(context.Background(), cfg)
+	if err != nil || res.Requests != 2000 || res.Errors != 0 {
+		t.Fatalf("%v, %+v", err, res)
+	}
+	cfg.Users = 7
+	if _, err := RunLogins(context.Background(), cfg); err == nil {
+		t.Fatal("7 users for 4 connections accepted")
 	}
 }

@@ -10,6 +10,15 @@ import (
 	"time"
 )
 
+// exclusiveUsers tells whether a mode's sessions lock their user's
+// mailbox: a POP3 session holds the maildrop until it ends (RFC 1939), so a
+// second session of the same user meanwhile is rightly refused ([IN-USE]),
+// and the lock goes only after the reply to QUIT. Such a mode gives each
+// connection k users of its own (index - First ≡ k mod Conns) and never
+// the same user twice in a row, so the bench never competes with itself
+// for a mailbox.
+func exclusiveUsers(mode string) bool { return mode == ModePOP3Login }
+
 // runPersistent is the closed loop of the modes that keep one connection
 // per client (ldap-search, ldap-bind, smtp-relay): cfg.Conns clients, each
 // dialling once and then making requests one after another until
@@ -34,6 +43,10 @@ func runPersistent[C any](ctx context.Context, cfg Config, dial func(context.Con
 	case cfg.Duration == 0 && cfg.Count == 0:
 		return Result{}, errors.New("bench: need a duration or a count (or both)")
 	}
+	own := exclusiveUsers(cfg.Mode)
+	if own && cfg.Users < 2*cfg.Conns {
+		return Result{}, fmt.Errorf("bench: %s needs users >= 2 x conns: each connection has users of its own", cfg.Mode)
+	}
 	r := &runner{cfg: cfg, base: time.Now()}
 	if cfg.Duration > 0 {
 		r.end = cfg.Duration
@@ -45,6 +58,20 @@ func runPersistent[C any](ctx context.Context, cfg Config, dial func(context.Con
 	for k := range cfg.Conns {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(k)))
+			last := -1
+			draw := func() int {
+				if !own {
+					return cfg.First + rng.IntN(cfg.Users)
+				}
+				// users j of [0, Users) with j % Conns == k, never the last one again
+				share := (cfg.Users - k + cfg.Conns - 1) / cfg.Conns
+				for {
+					if j := k + cfg.Conns*rng.IntN(share); j != last {
+						last = j
+						return cfg.First + j
+					}
+				}
+			}
 			var c C
 			up := false
 			defer func() {
@@ -56,7 +83,7 @@ func runPersistent[C any](ctx context.Context, cfg Config, dial func(context.Con
 				if cfg.Count > 0 && r.issued.Add(1) > int64(cfg.Count) {
 					return
 				}
-				i := cfg.First + rng.IntN(cfg.Users)
+				i := draw()
 				miss := cfg.Miss > 0 && rng.Float64() < cfg.Miss
 				t0 := r.now()
 				var err error

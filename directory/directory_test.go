@@ -52,6 +52,8 @@ func TestValidateName(t *testing.T) {
 		`a"b`:                             "quote",
 		"a:b":                             "colon",
 		"a@b@c":                           "more than one @",
+		"victim\x80@x.com":                "not valid UTF-8",
+		"\xff@x":                          "not valid UTF-8",
 	}
 	for n, want := range bad {
 		err := ValidateName(n)
@@ -59,8 +61,15 @@ func TestValidateName(t *testing.T) {
 			t.Errorf("%q: err = %v, want %q", n, err, want)
 		}
 	}
-	if n, _ := NormalizeName("Bob@Test.COM"); n != "bob@test.com" {
-		t.Errorf("normalize = %q", n)
+	for in, want := range map[string]string{
+		"Bob@Test.COM":      "bob@test.com",
+		"Élodie@X.com":      "Élodie@x.com", // only ASCII letters fold
+		"\u212Aelvin@x.com": "\u212Aelvin@x.com",
+		"İnci@x":            "İnci@x",
+	} {
+		if n, err := NormalizeName(in); n != want || err != nil {
+			t.Errorf("normalize %q = %q, %v, want %q", in, n, err, want)
+		}
 	}
 }
 

@@ -4,8 +4,8 @@ import "strings"
 
 // Match is a search pattern (docs/protocol.md, search): with '*' or '?' it is a
 // wildcard over the whole name ('*' any run, '?' one character), otherwise
-// a substring match. Matching is case-insensitive: Pattern is lower case
-// and is compared with normalized names.
+// a substring match. Matching is case-insensitive as names are: Pattern
+// is folded (FoldName) and compared with normalized names.
 type Match struct {
 	Pattern  string
 	Wildcard bool
@@ -16,7 +16,7 @@ type Match struct {
 
 // NewMatch builds the Match for a client's pattern.
 func NewMatch(pattern string) Match {
-	p := strings.ToLower(pattern)
+	p := FoldName(pattern)
 	return Match{Pattern: p, Wildcard: strings.ContainsAny(p, "*?")}
 }
 

@@ -3,6 +3,7 @@ package directory
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tohost/tohost/protocol/authent"
 )
@@ -11,13 +12,34 @@ import (
 const MaxNameLen = 320
 
 // NormalizeName checks a user name against the rules of docs/protocol.md
-// ("User names") and returns its normalized (lower-case) form, the key it
-// is stored under.
+// ("User names") and returns its normalized form, the key it is stored
+// under: FoldName of it.
 func NormalizeName(name string) (string, error) {
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
-	return strings.ToLower(name), nil
+	return FoldName(name), nil
+}
+
+// FoldName lower-cases the ASCII letters of name and keeps every other
+// byte as written, as Dovecot and Postfix fold names. Unicode case mapping
+// is not applied: it folds distinct names together (the Kelvin sign K and
+// "k", dotted and dotless i), differs between Unicode versions and between
+// Go and PostgreSQL, and would let one user be reached under names an
+// admin never gave it.
+func FoldName(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(name)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
 }
 
 // ValidateName returns an *InputError saying what is wrong with name, or nil.
@@ -45,6 +67,11 @@ func ValidateName(name string) error {
 	}
 	if ats > 1 {
 		return inputErrorf("user name contains more than one @")
+	}
+	if !utf8.ValidString(name) {
+		// Every store keeps it byte for byte or not at all: no two
+		// names may become one on the way in.
+		return inputErrorf("user name is not valid UTF-8")
 	}
 	return nil
 }
@@ -76,6 +103,53 @@ func ValidateField(f Field) error {
 		return inputErrorf("bad value for %s", f.Label)
 	}
 	return nil
+}
+
+// Bounds of one record. Every real user fits in them many times over; they
+// keep one user from growing without end (a `set` that adds labels again
+// and again) and so keep every reply, cache entry and export line of a
+// user bounded.
+const (
+	MaxFields      = 256
+	MaxRecordBytes = 64 << 10
+)
+
+// RecordSize is what the bounds measure: the bytes of the name, how it is
+// written, the stored password and every label and value.
+func RecordSize(name, display, password string, fields []Field) int {
+	n := len(name) + len(display) + len(password)
+	for _, f := range fields {
+		n += len(f.Label) + len(f.Value)
+	}
+	return n
+}
+
+// CheckBounds returns an *InputError if a record with these parts is over
+// MaxFields or MaxRecordBytes.
+func CheckBounds(name, display, password string, fields []Field) error {
+	if len(fields) > MaxFields {
+		return inputErrorf("too many fields: %d, at most %d", len(fields), MaxFields)
+	}
+	if n := RecordSize(name, display, password, fields); n > MaxRecordBytes {
+		return inputErrorf("record too large: %d bytes, at most %d", n, MaxRecordBytes)
+	}
+	return nil
+}
+
+// checkGrowth applies the bounds to a write that makes old (nil: none)
+// into u. A record stored before the bounds existed may be over them: a
+// write that does not make it bigger is still allowed, so that it can be
+// trimmed.
+func checkGrowth(old, u *User) error {
+	err := CheckBounds(u.Name, u.Display, u.Password, u.Fields)
+	if err == nil || old == nil {
+		return err
+	}
+	if len(u.Fields) <= len(old.Fields) &&
+		RecordSize(u.Name, u.Display, u.Password, u.Fields) <= RecordSize(old.Name, old.Display, old.Password, old.Fields) {
+		return nil
+	}
+	return err
 }
 
 // Domain returns the part of a name after '@', or "".

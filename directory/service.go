@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tohost/tohost/directory/password"
@@ -23,13 +24,15 @@ type Service struct {
 	now    func() time.Time
 
 	// standIn is the hash a check of an unknown user is verified against
-	// (and fails): a hash of a random password in the configured scheme,
-	// made at the first such check. The time of a failed check then does
-	// not tell whether the name exists, as its single -ERR message does
-	// not, for users whose hashes are of the configured scheme. It is
-	// never taken from a stored user: a client could steer it to a cheap
-	// one by checking that user.
-	standIn     string
+	// (and fails), so that the time of a failed check does not tell
+	// whether the name exists, as its single -ERR message does not. At
+	// first it is a hash of a random password in the configured scheme;
+	// RefreshStandIn then makes it a hash of the cost class most stored
+	// users have (an imported directory of {SSHA} users checks unknown
+	// names at {SSHA} speed). It is chosen from a sample of the store in
+	// name order, never from what clients ask for: a client that could
+	// pick it would pick a cheap one.
+	standIn     atomic.Pointer[string]
 	standInOnce sync.Once
 }
 
@@ -110,15 +113,73 @@ func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 // standInHash returns the hash an unknown user's check is verified against.
 func (s *Service) standInHash() string {
 	s.standInOnce.Do(func() {
+		if s.standIn.Load() != nil {
+			return // RefreshStandIn came first
+		}
 		b := make([]byte, 16)
 		rand.Read(b)
 		h, err := password.Hash(s.scheme, base64.RawStdEncoding.EncodeToString(b))
 		if err != nil {
 			h = "{SSHA}" // cannot happen for a configured scheme; fails at once
 		}
-		s.standIn = h
+		s.standIn.CompareAndSwap(nil, &h)
 	})
-	return s.standIn
+	return *s.standIn.Load()
+}
+
+// StandInSample is how many users RefreshStandIn looks at.
+const StandInSample = 1000
+
+// RefreshStandIn makes the stand-in hash one of the cost class that most
+// of the first StandInSample users (in name order) have. With no users it
+// leaves it as it is.
+func (s *Service) RefreshStandIn(ctx context.Context) error {
+	count := map[string]int{}
+	first := map[string]string{}
+	seen := 0
+	err := s.store.Search(ctx, Match{}, func(u *User) error {
+		c := password.CostClass(u.Password)
+		if _, ok := first[c]; !ok {
+			first[c] = u.Password
+		}
+		count[c]++
+		if seen++; seen >= StandInSample {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	best := ""
+	for c, n := range count {
+		if best == "" || n > count[best] || n == count[best] && c < best {
+			best = c
+		}
+	}
+	if best != "" {
+		h := first[best] // a stored hash: verifying a guess against it costs what it costs its user
+		s.standIn.Store(&h)
+	}
+	return nil
+}
+
+// KeepStandIn refreshes the stand-in hash now and then every interval
+// until ctx ends, so it follows the store as users are imported or
+// rehashed. A failed refresh keeps the hash it had.
+func (s *Service) KeepStandIn(ctx context.Context, every time.Duration, log func(error)) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.RefreshStandIn(ctx); err != nil && ctx.Err() == nil {
+			log(err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // Set creates the user or updates it. pass "" keeps the current password
@@ -159,6 +220,9 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 	if err != nil {
 		return false, err
 	}
+	if len(fields) > MaxFields { // before merging them: that costs len × len
+		return false, inputErrorf("too many fields: %d, at most %d", len(fields), MaxFields)
+	}
 	for _, f := range fields {
 		if err := ValidateField(f); err != nil {
 			return false, err
@@ -177,6 +241,7 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 		case old == nil && mode == updateOnly:
 			return nil, ErrNotFound
 		}
+		prev := old // nil for a new user
 		if old == nil {
 			if hash == "" {
 				return nil, inputErrorf("a new user needs a password, not (NULL)")
@@ -188,6 +253,9 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 			u.Password = hash
 		}
 		u.Fields = MergeFields(old.Fields, fields)
+		if err := checkGrowth(prev, &u); err != nil {
+			return nil, err
+		}
 		u.Updated = now
 		u.Version++
 		return &u, nil
@@ -234,6 +302,9 @@ func (s *Service) Modify(ctx context.Context, name string, fn func(u *User) erro
 		}
 		u.Name, u.Display, u.Created = old.Name, old.Display, old.Created
 		if err := checkModified(old, u); err != nil {
+			return nil, err
+		}
+		if err := checkGrowth(old, u); err != nil {
 			return nil, err
 		}
 		if u.Password == old.Password && slices.Equal(u.Fields, old.Fields) {

@@ -56,3 +56,71 @@ func TestUnknownUserCostsAVerification(t *testing.T) {
 		t.Fatalf("stand-ins %q, want the same {SSHA512} hash each time, never a user's", seen)
 	}
 }
+
+// TestStandInFollowsTheStore: once refreshed, the stand-in is of the cost
+// class most stored users have, so an unknown name costs what a wrong
+// password of a typical user costs; an empty store keeps the configured
+// scheme's; checking a user of a rarer class does not change it.
+func TestStandInFollowsTheStore(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	old := verifyStandIn
+	verifyStandIn = func(stored, plain string) (bool, error) {
+		mu.Lock()
+		seen = append(seen, stored)
+		mu.Unlock()
+		return old(stored, plain)
+	}
+	t.Cleanup(func() { verifyStandIn = old })
+	last := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[len(seen)-1]
+	}
+
+	st := &listStore{}
+	s := NewService(st, Config{Scheme: "SSHA512", VerifyCacheSize: -1})
+	ctx := context.Background()
+	if err := s.RefreshStandIn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Check(ctx, "nobody@x", "guess")
+	if !strings.HasPrefix(last(), "{SSHA512}") {
+		t.Fatalf("empty store: stand-in %q, want the configured {SSHA512}", last())
+	}
+	ssha := "{SSHA}AMut7XaZFkRp1/2md9R/ykBZvpJgU+iVJDjc3w=="
+	crypt := "{CRYPT}$6$salt$Zq1WF8yWoZgLhQwrLpg7wEbVGP6L8gFmQyLBm2QsyWTRq1Jq5H6GuuAXRsBBzvEFOTwxrb6WqiZ2M0e2HIHN41"
+	st.users = []*User{{Name: "a@x", Password: crypt}, {Name: "b@x", Password: ssha}, {Name: "c@x", Password: ssha}}
+	if err := s.RefreshStandIn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Check(ctx, "a@x", "guess") // a rarer class checked: no effect
+	s.Check(ctx, "nobody@x", "guess")
+	if last() != ssha {
+		t.Fatalf("stand-in %q, want the {SSHA} most users have", last())
+	}
+}
+
+// listStore serves Get and Search from a list of users, in order.
+type listStore struct {
+	Store
+	users []*User
+}
+
+func (l *listStore) Get(_ context.Context, name string) (*User, error) {
+	for _, u := range l.users {
+		if u.Name == name {
+			return u, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+func (l *listStore) Search(_ context.Context, _ Match, fn func(*User) error) error {
+	for _, u := range l.users {
+		if err := fn(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -90,8 +90,11 @@ type e2eProxy struct {
 type e2eCluster struct {
 	dir      e2eProc
 	dirAddr  string
-	backends []*e2eBackend
-	proxies  []*e2eProxy
+	imapPort int // the backends' IMAP port
+	// the directory's store: PostgreSQL URL, Redis URL and key prefix
+	postgres, redis, redisPrefix string
+	backends                     []*e2eBackend
+	proxies                      []*e2eProxy
 }
 
 // sharedPorts finds n ports free on every one of hosts just now.
@@ -119,17 +122,20 @@ func sharedPorts(t *testing.T, n int, hosts ...string) []int {
 	return ports
 }
 
-func startE2ECluster(t *testing.T) *e2eCluster {
+// startE2ECluster starts the cluster; backendArgs are added to each
+// backend's arguments.
+func startE2ECluster(t *testing.T, backendArgs ...string) *e2eCluster {
 	t.Helper()
 	pg := testservices.Postgres(t)
 	redisAddr, prefix := testservices.Redis(t)
-	c := &e2eCluster{dirAddr: freeAddr(t)}
+	c := &e2eCluster{dirAddr: freeAddr(t), postgres: pg, redis: "redis://" + redisAddr, redisPrefix: prefix}
 	c.dir = e2eProc{name: "directory", ready: []string{c.dirAddr},
-		args: directoryArgs(t.TempDir(), c.dirAddr, "--postgres", pg, "--redis", "redis://"+redisAddr, "--redis-prefix", prefix)}
+		args: directoryArgs(t.TempDir(), c.dirAddr, "--postgres", pg, "--redis", c.redis, "--redis-prefix", prefix)}
 	c.dir.start(t)
 
 	hosts := []string{"127.0.0.2", "127.0.0.3"}
 	ports := sharedPorts(t, 4, hosts...) // LMTP, SMTP, IMAP, POP3
+	c.imapPort = ports[2]
 	root := t.TempDir()
 	for _, h := range hosts {
 		addr := func(i int) string { return net.JoinHostPort(h, strconv.Itoa(ports[i])) }
@@ -137,6 +143,7 @@ func startE2ECluster(t *testing.T) *e2eCluster {
 		b.name = "backend " + h
 		b.args = []string{"backend", "--name", h, "--directory", c.dirAddr, "--mail-dir", b.mailDir,
 			"--lmtp-addr", addr(0), "--smtp-addr", addr(1), "--imap-addr", addr(2), "--pop3-addr", addr(3), "--http-addr", ""}
+		b.args = append(b.args, backendArgs...)
 		b.ready = []string{addr(0), addr(2), addr(3)}
 		b.start(t)
 		c.backends = append(c.backends, b)

@@ -701,7 +701,7 @@ func TestIMAPBackendDown(t *testing.T) {
 }
 
 func TestIMAPPenalty(t *testing.T) {
-	pen := penalty.New(penalty.Config{Base: time.Millisecond, Max: time.Millisecond})
+	pen := penalty.New[netip.Addr](penalty.Config{Base: time.Millisecond, Max: time.Millisecond})
 	e := newIMAPEnv(t, Config{Penalty: pen}, fakeIMAPConfig{okCaps: true})
 	ip := netip.MustParseAddr("127.0.0.1")
 	c := e.dial(t)

@@ -495,7 +495,7 @@ func TestPOP3TooManyFailures(t *testing.T) {
 }
 
 func TestPOP3Penalty(t *testing.T) {
-	pen := penalty.New(penalty.Config{Base: time.Hour, Max: time.Hour})
+	pen := penalty.New[netip.Addr](penalty.Config{Base: time.Hour, Max: time.Hour})
 	e := newPOP3Env(t, Config{Penalty: pen}, pop3BackendOptions{})
 	bad, good := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	pc := e.dial(t, "127.0.0.1")
@@ -519,7 +519,7 @@ func TestPOP3Penalty(t *testing.T) {
 }
 
 func TestPOP3PenaltyClearedBySuccess(t *testing.T) {
-	pen := penalty.New(penalty.Config{Base: time.Microsecond, Max: time.Microsecond})
+	pen := penalty.New[netip.Addr](penalty.Config{Base: time.Microsecond, Max: time.Microsecond})
 	e := newPOP3Env(t, Config{Penalty: pen}, pop3BackendOptions{})
 	ip := netip.MustParseAddr("127.0.0.1")
 	pc := e.dial(t, "127.0.0.1")

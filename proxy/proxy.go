@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/tohost/tohost/internal/penalty"
@@ -97,7 +98,7 @@ type Config struct {
 	// MaxLoginFailures per connection; the next one disconnects (default 3).
 	MaxLoginFailures int
 	// Penalty delays logins from addresses that failed before (nil: none).
-	Penalty *penalty.Penalty
+	Penalty *penalty.Penalty[netip.Addr]
 	// DialTimeout bounds connecting to a backend, greeting and login
 	// included (default 10 s).
 	DialTimeout time.Duration

@@ -1,14 +1,17 @@
-# Sourced by scripts/bench-proxy.sh and scripts/bench-backend.sh, after
-# scripts/dovecot.sh: a scratch folder removed on exit with everything the
-# script started (its pids) and its private Dovecot, and the helpers both
-# use to wait for servers and sum up bench lines.
+# Sourced by scripts/bench-proxy.sh, scripts/bench-backend.sh (after
+# scripts/dovecot.sh) and scripts/bench-all.sh: a scratch folder removed on
+# exit with everything the script started (its pids), its private Dovecot
+# when it has one, and the helpers they use to wait for servers and sum up
+# bench lines. A script may define bench_cleanup, called on exit once its
+# processes are stopped, for anything else it set up.
 work=$(mktemp -d)
 chmod 755 "$work" # Dovecot's unprivileged processes read their config and mail under it
 pids=()
 cleanup() {
-  dovecot_stop "$work/dovecot"
+  if declare -F dovecot_stop >/dev/null; then dovecot_stop "$work/dovecot"; fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null
+  if declare -F bench_cleanup >/dev/null; then bench_cleanup || true; fi
   sleep 0.5 # Dovecot's children leave their folder
   rm -rf "$work"
 }

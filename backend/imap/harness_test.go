@@ -62,6 +62,23 @@ func (d *fakeDir) Check(ctx context.Context, user, pass, ip string) (authent.Use
 	return au, nil
 }
 
+func (d *fakeDir) Lookup(ctx context.Context, user string) (authent.User, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down.Load() {
+		return authent.User{}, fmt.Errorf("lookup: %w", authent.ErrUnavailable)
+	}
+	u, ok := d.users[user]
+	if !ok {
+		return authent.User{}, fmt.Errorf("lookup: %w", authent.ErrNotFound)
+	}
+	au := authent.User{Name: user}
+	if u.tohost != "" {
+		au.Fields = []authent.Field{{Label: "tohost", Value: u.tohost}}
+	}
+	return au, nil
+}
+
 func (d *fakeDir) lastIP() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()

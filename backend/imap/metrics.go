@@ -12,6 +12,7 @@ const (
 	outcomeFailed      = "failed"      // wrong password or unknown user
 	outcomeUnavailable = "unavailable" // directory or store outage
 	outcomeRefused     = "refused"     // the user lives on another backend
+	outcomeMaster      = "master"      // a master login (Config.MasterUser)
 )
 
 // Metrics are the IMAP server's Prometheus metrics. A nil *Metrics records
@@ -26,7 +27,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tohost_backend_imap_logins_total", Help: "IMAP logins by outcome (ok, failed, unavailable, refused)."},
+			Name: "tohost_backend_imap_logins_total", Help: "IMAP logins by outcome (ok, master, failed, unavailable, refused)."},
 			[]string{"outcome"}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tohost_backend_imap_sessions", Help: "IMAP connections open."}),

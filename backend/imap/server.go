@@ -17,6 +17,8 @@ package imap
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -35,9 +37,11 @@ import (
 
 // Directory checks logins; *authent.Client provides it. Errors wrap
 // authent.ErrBadCredentials (or authent.ErrNotFound) for a wrong password
-// or unknown user, anything else is an outage.
+// or unknown user, anything else is an outage. Lookup serves the master
+// logins, which have no user password to check.
 type Directory interface {
 	Check(ctx context.Context, user, pass, ip string) (authent.User, error)
+	Lookup(ctx context.Context, user string) (authent.User, error)
 }
 
 // DefaultMaxMessageSize is the APPEND limit when Config.MaxMessageSize is 0.
@@ -53,6 +57,14 @@ type Config struct {
 	// AcceptDefault lets in users whose tohost is empty (this backend is
 	// the proxy's default backend).
 	AcceptDefault bool
+	// MasterUser and MasterPassword, both set, let an administrator's
+	// tool (tohost user move) log in as any user of the directory with
+	// AUTHENTICATE PLAIN: the user as authorization identity, MasterUser
+	// and MasterPassword as credentials. Such a login skips the home
+	// rule: the mover fills a mailbox before its user moves here and
+	// reads one after the user has left.
+	MasterUser     string
+	MasterPassword string
 	// TLS enables STARTTLS. Implicit TLS is the listener's business.
 	TLS *tls.Config
 	// TrustedProxies may send ID x-originating-ip; the address becomes
@@ -98,6 +110,18 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, users: make(map[string]*userState), conns: make(map[*conn]struct{})}
+}
+
+// isMaster reports whether name and password are the master credentials
+// (never when they are not configured). The comparison takes the same
+// time whatever the guess: both sides are hashed to one length first.
+func (s *Server) isMaster(name, password string) bool {
+	if s.cfg.MasterUser == "" || s.cfg.MasterPassword == "" {
+		return false
+	}
+	hn, hp := sha256.Sum256([]byte(name)), sha256.Sum256([]byte(password))
+	wn, wp := sha256.Sum256([]byte(s.cfg.MasterUser)), sha256.Sum256([]byte(s.cfg.MasterPassword))
+	return subtle.ConstantTimeCompare(hn[:], wn[:])&subtle.ConstantTimeCompare(hp[:], wp[:]) == 1
 }
 
 // serverCaps are what go-imap announces after login (it adds IDLE,

@@ -3,12 +3,14 @@ package imap
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-sasl"
 
 	"github.com/tohost/tohost/backend/home"
 	"github.com/tohost/tohost/backend/maildir"
@@ -34,6 +36,7 @@ type selected struct {
 var (
 	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
 	_ imapserver.SessionAppendLimit = (*session)(nil)
+	_ imapserver.SessionSASL        = (*session)(nil)
 )
 
 func (s *Server) newSession(ic *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
@@ -130,13 +133,24 @@ func (ss *session) Login(username, password string) error {
 		log.Warn("imap login refused: user lives elsewhere", "tohost", th)
 		return errNotHere
 	}
+	if err := ss.enter(u, username, log); err != nil {
+		return err
+	}
+	cfg.Metrics.login(outcomeOK)
+	log.Info("imap login", "tls", ss.c.tls.Load())
+	return nil
+}
+
+// enter opens the mailbox of u (named username when the directory gives
+// no name) for the session.
+func (ss *session) enter(u authent.User, username string, log *slog.Logger) error {
 	name := u.Name
 	if name == "" {
 		name = username
 	}
 	us, err := ss.s.acquireUser(name)
 	if err != nil {
-		cfg.Metrics.login(outcomeUnavailable)
+		ss.s.cfg.Metrics.login(outcomeUnavailable)
 		log.Error("imap login: mailbox", "err", err)
 		if errors.Is(err, maildir.ErrBadName) {
 			return imapserver.ErrAuthFailed
@@ -145,8 +159,60 @@ func (ss *session) Login(username, password string) error {
 	}
 	ss.user = us
 	ss.c.authed.Store(true)
-	cfg.Metrics.login(outcomeOK)
-	log.Info("imap login", "tls", ss.c.tls.Load())
+	return nil
+}
+
+// AuthenticateMechanisms: PLAIN only, as LOGIN; it also carries the
+// master logins (authorization identity set).
+func (ss *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
+
+func (ss *session) Authenticate(mech string) (sasl.Server, error) {
+	if !strings.EqualFold(mech, sasl.Plain) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity == "" || identity == username {
+			return ss.Login(username, password)
+		}
+		return ss.masterLogin(identity, username, password)
+	}), nil
+}
+
+// masterLogin logs in as user with the master credentials: the user must
+// be in the directory, wherever its mailbox lives (see Config.MasterUser).
+func (ss *session) masterLogin(user, master, password string) error {
+	cfg := &ss.s.cfg
+	ip := ss.c.ClientIP()
+	ipStr := ""
+	if ip.IsValid() {
+		ipStr = ip.String()
+	}
+	log := ss.s.log.With("client", ipStr, "user", user, "master", master)
+	if !ss.s.isMaster(master, password) {
+		cfg.Metrics.login(outcomeFailed)
+		log.Warn("imap master login failed")
+		return imapserver.ErrAuthFailed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.CheckTimeout)
+	start := time.Now()
+	u, err := cfg.Directory.Lookup(ctx, user)
+	cancel()
+	cfg.Metrics.directoryTook(time.Since(start))
+	switch {
+	case errors.Is(err, authent.ErrNotFound):
+		cfg.Metrics.login(outcomeFailed)
+		log.Warn("imap master login failed: no such user")
+		return imapserver.ErrAuthFailed
+	case err != nil:
+		cfg.Metrics.login(outcomeUnavailable)
+		log.Warn("imap master login: directory unavailable", "err", err)
+		return errUnavailable
+	}
+	if err := ss.enter(u, user, log); err != nil {
+		return err
+	}
+	cfg.Metrics.login(outcomeMaster)
+	log.Info("imap master login", "tohost", u.Get("tohost"), "tls", ss.c.tls.Load())
 	return nil
 }
 

@@ -45,9 +45,10 @@ func FuzzFolderName(f *testing.F) {
 }
 
 // FuzzUserName: a user name the mapping accepts is a directory two levels
-// under the root, the same for the name in any case.
+// under the root, the same for the name in any ASCII case; names that
+// differ otherwise get different directories.
 func FuzzUserName(f *testing.F) {
-	for _, s := range []string{"user@example.org", "User@Example.ORG", "bare", "..", "../x", "a/b@c", "x@..", "x@_", "a@b@c", ".x@y", "x@.y", "\x00", "é@ü.de"} {
+	for _, s := range []string{"user@example.org", "User@Example.ORG", "bare", "..", "../x", "a/b@c", "x@..", "x@_", "a@b@c", ".x@y", "x@.y", "\x00", "é@ü.de", "Élodie@x", "\u212Aelvin@x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, user string) {
@@ -69,11 +70,25 @@ func FuzzUserName(f *testing.F) {
 				t.Fatalf("%q: part %q", user, part)
 			}
 		}
-		if p2, err := userPath(strings.ToLower(user)); err != nil || p2 != p {
-			t.Fatalf("%q: lower case maps to %q %v, not %q", user, p2, err, p)
+		if p2, err := userPath(strings.ToUpper(foldASCII(user))); isASCII(user) && (err != nil || p2 != p) {
+			t.Fatalf("%q: upper case maps to %q %v, not %q", user, p2, err, p)
+		}
+		if lower := strings.ToLower(user); foldASCII(lower) != foldASCII(user) {
+			if p2, err := userPath(lower); err == nil && p2 == p {
+				t.Fatalf("%q and %q share the mailbox %q", user, lower, p)
+			}
 		}
 		if parts[0] == "_" && strings.Contains(user, "@") {
 			t.Fatalf("%q: a domain in the directory of bare names", user)
 		}
 	})
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

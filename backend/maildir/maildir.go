@@ -220,7 +220,7 @@ func (s *Store) Deliver(user string, r io.Reader) (key string, err error) {
 	if err != nil {
 		return "", err
 	}
-	key, errs := s.deliver([]string{udir}, r)
+	key, errs := s.deliver([]string{udir}, r, nil)
 	if errs[0] != nil {
 		return "", errs[0]
 	}
@@ -231,6 +231,16 @@ func (s *Store) Deliver(user string, r io.Reader) (key string, err error) {
 // once and linked (or copied across file systems) into each INBOX. It
 // returns one error per user; a user named twice gets the message once.
 func (s *Store) DeliverMany(users []string, r io.Reader) []error {
+	return s.DeliverManyChecked(users, r, nil)
+}
+
+// DeliverManyChecked is DeliverMany with a last word: once the message is
+// written and synced in tmp/, and before it is linked into any INBOX,
+// check (when not nil) returns one error per user; a user with an error
+// does not get the message, and that error is the user's result. A check
+// made this late lets the caller learn of a change (the user moved to
+// another server) that happened while the message was being received.
+func (s *Store) DeliverManyChecked(users []string, r io.Reader, check func() []error) []error {
 	errs := make([]error, len(users))
 	var dirs []string
 	idx := make([]int, len(users)) // users[i] -> dirs[idx[i]], -1 when bad
@@ -252,9 +262,27 @@ func (s *Store) DeliverMany(users []string, r io.Reader) []error {
 	if len(dirs) == 0 {
 		return errs
 	}
-	_, derrs := s.deliver(dirs, r)
+	var dirCheck func() []error
+	if check != nil {
+		dirCheck = func() []error {
+			// A mailbox named by several users is refused when one of
+			// them is; each user keeps its own error.
+			cerrs := check()
+			derrs := make([]error, len(dirs))
+			for i := range users {
+				if idx[i] >= 0 && cerrs[i] != nil {
+					errs[i] = cerrs[i]
+					if derrs[idx[i]] == nil {
+						derrs[idx[i]] = cerrs[i]
+					}
+				}
+			}
+			return derrs
+		}
+	}
+	_, derrs := s.deliver(dirs, r, dirCheck)
 	for i := range users {
-		if idx[i] >= 0 {
+		if idx[i] >= 0 && errs[i] == nil {
 			errs[i] = derrs[idx[i]]
 		}
 	}
@@ -293,8 +321,8 @@ func (s *Store) writeTmp(dir string, r io.Reader, date time.Time) (key, path str
 }
 
 // deliver writes r once in the first user's tmp/ and links it into the
-// new/ of each user.
-func (s *Store) deliver(udirs []string, r io.Reader) (string, []error) {
+// new/ of each user that check (when not nil) does not refuse.
+func (s *Store) deliver(udirs []string, r io.Reader, check func() []error) (string, []error) {
 	errs := make([]error, len(udirs))
 	key, tmp, err := s.writeTmp(udirs[0], r, time.Time{})
 	if errors.Is(err, os.ErrNotExist) {
@@ -309,7 +337,15 @@ func (s *Store) deliver(udirs []string, r io.Reader) (string, []error) {
 		return "", errs
 	}
 	defer s.fs.remove(tmp)
+	var refused []error
+	if check != nil {
+		refused = check()
+	}
 	for i, udir := range udirs {
+		if refused != nil && refused[i] != nil {
+			errs[i] = refused[i]
+			continue
+		}
 		errs[i] = s.linkInto(tmp, udir, key)
 		if errs[i] == nil {
 			s.notify(udir)

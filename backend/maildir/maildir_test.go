@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -328,6 +329,44 @@ func TestDeliverMany(t *testing.T) {
 	}
 	if n, err := s.Usage("a@x.org"); err != nil || n != int64(len(body)) {
 		t.Fatalf("Usage %d %v", n, err)
+	}
+}
+
+// TestDeliverManyChecked: the check comes once the whole message has been
+// read, and the users it refuses get nothing and their own error.
+func TestDeliverManyChecked(t *testing.T) {
+	s, root := openStore(t)
+	errMoved := errors.New("moved")
+	body := "Subject: checked\r\n\r\nx\r\n"
+	r := strings.NewReader(body)
+	read := -1
+	errs := s.DeliverManyChecked([]string{"a@x.org", "b@y.org", "c@z.org", "B@Y.org"}, r,
+		func() []error {
+			read = int(r.Size()) - r.Len()
+			return []error{nil, errMoved, nil, nil}
+		})
+	if read != len(body) {
+		t.Fatalf("check called with %d bytes read, want the whole message (%d)", read, len(body))
+	}
+	if errs[0] != nil || errs[1] != errMoved || errs[2] != nil || errs[3] != errMoved {
+		t.Fatalf("errors %v, want b's mailbox refused for both its names", errs)
+	}
+	for u, want := range map[string]int{"x.org/a": 1, "y.org/b": 0, "z.org/c": 1} {
+		ents, _ := os.ReadDir(filepath.Join(root, u, "new"))
+		if len(ents) != want {
+			t.Errorf("%s: %d messages, want %d", u, len(ents), want)
+		}
+	}
+	// Everyone refused: nothing anywhere, nothing left in tmp/.
+	errs = s.DeliverManyChecked([]string{"d@x.org"}, strings.NewReader(body),
+		func() []error { return []error{errMoved} })
+	if errs[0] != errMoved {
+		t.Fatalf("errors %v", errs)
+	}
+	for _, sub := range []string{"new", "tmp"} {
+		if ents, _ := os.ReadDir(filepath.Join(root, "x.org/d", sub)); len(ents) != 0 {
+			t.Errorf("d's %s/ holds %d files", sub, len(ents))
+		}
 	}
 }
 

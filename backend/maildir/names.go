@@ -25,14 +25,16 @@ func badChars(s string) bool {
 }
 
 // userPath maps a user name to its directory relative to the root:
-// "local@domain" is "domain/local", a bare "local" is "_/local". Names are
-// lower-cased; a name that could escape the root or collide with another
-// is refused with ErrBadName.
+// "local@domain" is "domain/local", a bare "local" is "_/local". Names
+// have their ASCII letters lower-cased and nothing else, as the directory
+// keys them (two names the directory keeps apart, such as "Élodie@x" and
+// "élodie@x", must not share a mailbox); a name that could escape the
+// root or collide with another is refused with ErrBadName.
 func userPath(user string) (string, error) {
 	if user == "" || len(user) > 255 || !utf8.ValidString(user) {
 		return "", ErrBadName
 	}
-	u := strings.ToLower(user)
+	u := foldASCII(user)
 	local, domain := u, "_"
 	if i := strings.LastIndexByte(u, '@'); i >= 0 {
 		local, domain = u[:i], u[i+1:]
@@ -46,6 +48,17 @@ func userPath(user string) (string, error) {
 		}
 	}
 	return domain + "/" + local, nil
+}
+
+// foldASCII lower-cases A-Z and keeps every other byte.
+func foldASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // folderInbox is the IMAP name of the Maildir at the user's top.

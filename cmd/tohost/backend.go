@@ -47,6 +47,8 @@ type backendFlags struct {
 	loginTrusted   []string
 	pop3MarkSeen   bool
 
+	master masterFlags
+
 	// submission and the outbound queue
 	submissionAddr string
 	relayHost      string
@@ -97,6 +99,8 @@ deletions happen at QUIT.`,
 	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every lookup (pipelined)")
 	fl.StringSliceVar(&f.loginTrusted, "login-trusted-networks", nil, "networks (CIDR) of proxies trusted to pass the client's address before login (IMAP ID x-originating-ip, POP3 XCLIENT, as tohost proxy --backend-forward-ip sends them)")
 	fl.BoolVar(&f.pop3MarkSeen, "pop3-mark-seen", true, "flag messages retrieved over POP3 \\Seen when the session ends with QUIT")
+	f.master.register(fl, "IMAP master login name: AUTHENTICATE PLAIN with a user as authorization identity and these credentials logs in as that user, wherever its mailbox lives (for tohost user move; off unless both master flags are given)",
+		"file holding the IMAP master login's password")
 	fl.StringVar(&f.submissionAddr, "submission-addr", "", "SMTP submission listen address: AUTH, then mail to anyone, queued under <mail-dir>/.queue and relayed (off unless given; needs --relay-host)")
 	fl.StringVar(&f.relayHost, "relay-host", "", "host:port every queued message is delivered to over SMTP: the site's outbound MTA, or a tohost proxy's SMTP port")
 	fl.DurationVar(&f.queueRetry, "queue-retry", time.Minute, "wait before a queued message is tried again; it doubles at each attempt, up to an hour")
@@ -200,8 +204,13 @@ func backendServers(r *backendRun) (given bool, err error) {
 		if err != nil {
 			return given, err
 		}
+		masterUser, masterPassword, err := f.master.credentials()
+		if err != nil {
+			return given, err
+		}
 		srv := backendimap.New(backendimap.Config{
 			Store: r.store, Directory: r.dir, Name: f.name, AcceptDefault: f.acceptDefault,
+			MasterUser: masterUser, MasterPassword: masterPassword,
 			TLS: r.tls, TrustedProxies: idTrusted, MaxMessageSize: f.maxMessageSize,
 			DrainTimeout: f.listen.shutdownTimeout, Logger: r.log, Metrics: backendimap.NewMetrics(r.reg),
 		})
@@ -323,6 +332,7 @@ func runBackend(cmd *cobra.Command, f *backendFlags) error {
 	// Deliveries get the drain time; the daemon's own deadline is a little
 	// longer, so the servers close their connections themselves before it.
 	d := daemon.New("backend", log, f.listen.shutdownTimeout+5*time.Second)
+	f.listen.reloadOn(d)
 	defer d.Abort()
 
 	// The store opens first and closes last, once no server uses it.

@@ -60,7 +60,9 @@ once each: loads a directory and measures durable writes/s; runs until all are
 written unless --duration is given), imap-login and pop3-login (--directory is
 then an IMAP or POP3 server, a proxy or a backend: each request is a whole session,
 connect, greeting, LOGIN or USER/PASS, LOGOUT or QUIT; --miss sends that fraction
-of wrong passwords, which must be refused), lmtp-deliver (--directory is then a
+of wrong passwords, which must be refused; pop3-login gives each connection users of
+its own, since a POP3 session locks its maildrop, and needs --users >= 2 x --conns),
+lmtp-deliver (--directory is then a
 backend's LMTP address: --conns senders each deliver --size byte messages, one after
 another on one connection, to --rcpts users of the population whose tohost is
 --tohost; every recipient must get its 250, which a backend gives once the message
@@ -182,7 +184,7 @@ with a --size byte message, RSET; each step must get its 250).`,
 	fl.IntVarP(&f.count, "count", "n", 0, "total requests (0 = no count limit); imap-hold: the sessions to hold")
 	fl.IntVar(&f.users, "users", 100000, "users are drawn from [--first, --first+--users)")
 	fl.IntVar(&f.first, "first", 0, "index of the first user")
-	fl.Float64Var(&f.miss, "miss", 0, "lookup/check/ldap-search/ldap-bind: fraction of requests for unknown users / wrong passwords (must be refused)")
+	fl.Float64Var(&f.miss, "miss", 0, "lookup/check/ldap-search/ldap-bind: fraction of requests for unknown users / wrong passwords (must be refused; run the directory with --login-penalty-max 0, else the right password of a user just missed is refused too)")
 	fl.Int64Var(&f.seed, "seed", 1, "random seed (connection k uses the stream seed,k)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "per-request timeout (a watchdog closes the connection)")
 	fl.BoolVar(&f.verifyHost, "verify-host", false, "lookup/check: the +OK line must carry the user's tohost field; ldap-search: the entry's mailHost must be it")

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,14 +31,19 @@ type bulkStore struct {
 	closeRedis func() error
 }
 
-// openBulk opens the store the flags configure, as `directory` would.
-func (f *storeFlags) openBulk(ctx context.Context) (*bulkStore, error) {
+// openBulk opens the store the flags configure, as `directory` would. A
+// reader (existing) never creates one: an export from a mistyped
+// --data-dir must fail, not report an empty directory.
+func (f *storeFlags) openBulk(ctx context.Context, existing bool) (*bulkStore, error) {
 	if err := f.check(); err != nil {
 		return nil, err
 	}
 	if f.postgres == "" {
 		if f.redis != "" {
 			return nil, fmt.Errorf("--redis needs --postgres: the embedded store serves one node")
+		}
+		if _, err := os.Stat(filepath.Join(f.dataDir, bolt.FileName)); existing && errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no directory store in %s (no %s there): check --data-dir", f.dataDir, bolt.FileName)
 		}
 		st, err := bolt.Open(f.dataDir)
 		if errors.Is(err, bbolt.ErrTimeout) {
@@ -46,7 +54,7 @@ func (f *storeFlags) openBulk(ctx context.Context) (*bulkStore, error) {
 		}
 		return &bulkStore{BulkStore: st, kind: "embedded store " + f.dataDir}, nil
 	}
-	st, err := postgres.Open(ctx, f.postgres, postgres.Options{MaxConns: f.pgMaxConns})
+	st, err := postgres.Open(ctx, f.postgres, postgres.Options{MaxConns: f.pgMaxConns, NoMigrate: existing})
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,32 @@ var clusterUsers = []demoUser{
 	{name: "bob@example.com", backend: "127.0.0.3"},
 }
 
+// clusterMasterUser is the backends' IMAP master login, for tohost user
+// move; its password is in --data-dir/master-password.
+const clusterMasterUser = "tohost-mover"
+
+// clusterMasterPassword returns the file of the backends' master
+// password, made with a new random one (0600) on the first start.
+func clusterMasterPassword(dataDir string) (string, error) {
+	file := filepath.Join(dataDir, "master-password")
+	fh, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return file, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	_, err = fmt.Fprintln(fh, randomPassword())
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(file)
+		return "", err
+	}
+	return file, nil
+}
+
 // Base ports, --port-offset added to each.
 const (
 	clusterDirPort = 4020
@@ -74,6 +100,8 @@ func newClusterCmd() *cobra.Command {
 backends (127.0.0.2 and 127.0.0.3, their Maildirs under --data-dir) and a proxy on
 127.0.0.1. On the first start it creates demo users with random passwords, kept in
 --data-dir/demo-users.txt, and sends each a welcome message through the proxy.
+The backends' IMAP master login (for tohost user move) is tohost-mover, its password
+made on the first start in --data-dir/master-password.
 Ctrl-C stops everything; a later start on the same --data-dir keeps users and mail.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCluster(cmd.Context(), cmd.OutOrStdout(), f) },
@@ -101,6 +129,10 @@ func runCluster(ctx context.Context, out io.Writer, f clusterFlags) error {
 		return err
 	}
 	dirAddr := f.addr("127.0.0.1", clusterDirPort)
+	masterFile, err := clusterMasterPassword(f.dataDir)
+	if err != nil {
+		return err
+	}
 	common := []string{"--log-level", f.logLevel, "--http-addr", ""}
 	daemons := []clusterDaemon{{newDirectoryCmd(), append([]string{"--data-dir", filepath.Join(f.dataDir, "directory"),
 		"--postgres", f.postgres, "--redis", f.redis, "--tcpauth-addr", dirAddr, "--ldap-addr", ""}, common...), dirAddr}}
@@ -113,7 +145,8 @@ func runCluster(ctx context.Context, out io.Writer, f clusterFlags) error {
 			"--mail-dir", filepath.Join(f.dataDir, fmt.Sprintf("backend%d", i+1)),
 			"--lmtp-addr", f.addr(b, backendLMTP), "--smtp-addr", f.addr(b, backendSMTP),
 			"--imap-addr", f.addr(b, backendIMAP), "--pop3-addr", f.addr(b, backendPOP3),
-			"--submission-addr", f.addr(b, backendSubm), "--relay-host", smtpAddr}, common...), f.addr(b, backendLMTP)})
+			"--submission-addr", f.addr(b, backendSubm), "--relay-host", smtpAddr,
+			"--master-user", clusterMasterUser, "--master-password-file", masterFile}, common...), f.addr(b, backendLMTP)})
 	}
 	daemons = append(daemons, clusterDaemon{newProxyCmd(), append([]string{"--directory", dirAddr, "--hostname", "localhost",
 		"--imap-addr", f.addr("127.0.0.1", clusterIMAP), "--pop3-addr", f.addr("127.0.0.1", clusterPOP3),
@@ -278,9 +311,18 @@ demo users (also in %s):
 	for _, u := range users {
 		fmt.Fprintf(out, "  user %s password %s backend %s\n", u.name, u.password, u.backend)
 	}
-	u, to := users[0], users[len(users)-1]
+	u := users[0]
 	fmt.Fprintf(out, "read %s's welcome message through the proxy:\n  curl 'imap://%s/INBOX;UID=1' -u %s:%s\n",
 		u.name, f.addr("127.0.0.1", clusterIMAP), u.name, u.password)
+	other := clusterBackends[0]
+	if u.backend == other {
+		other = clusterBackends[1]
+	}
+	fmt.Fprintf(out, "move %s's mailbox to the other backend while mail keeps coming:\n"+
+		"  tohost user move %s %s --directory %s --backend-imap-port %d --master-user %s --master-password-file %s\n",
+		u.name, u.name, other, f.addr("127.0.0.1", clusterDirPort), backendIMAP+f.portOffset,
+		clusterMasterUser, filepath.Join(f.dataDir, "master-password"))
+	to := users[len(users)-1]
 	fmt.Fprintf(out, "send mail as %s to %s through the proxy's submission port:\n"+
 		"  printf 'From: %s\\r\\nTo: %s\\r\\nSubject: hello\\r\\n\\r\\nHello!\\r\\n' |\n"+
 		"    curl smtp://%s --mail-from %s --mail-rcpt %s -u %s:%s -T -\nready\n",

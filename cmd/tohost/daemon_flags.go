@@ -43,7 +43,8 @@ type listenFlags struct {
 	tlsCert, tlsKey string
 	httpAddr        string
 	shutdownTimeout time.Duration
-	maxConnsPerIP   int // set by daemons that have a flag for it
+	maxConnsPerIP   int                 // set by daemons that have a flag for it
+	cert            *listen.Certificate // loaded by tlsConfig; SIGHUP reloads it
 }
 
 // register adds the flags; httpAddr is the admin listener's default.
@@ -94,11 +95,20 @@ func (f *listenFlags) tlsConfig() (*tls.Config, error) {
 	if f.tlsCert == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+	cert, err := listen.LoadCertificate(f.tlsCert, f.tlsKey)
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+	f.cert = cert
+	return cert.Config(), nil
+}
+
+// reloadOn makes SIGHUP to d reload the certificate files, if any: a
+// renewed certificate reaches new connections without a restart.
+func (f *listenFlags) reloadOn(d *daemon.Daemon) {
+	if f.cert != nil {
+		d.OnReload("tls certificate", f.cert.Reload)
+	}
 }
 
 // serveAdmin opens the admin HTTP listener, when configured, and adds it

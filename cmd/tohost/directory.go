@@ -18,6 +18,7 @@ import (
 	"github.com/tohost/tohost/directory/tcpauth"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
+	"github.com/tohost/tohost/internal/penalty"
 )
 
 type directoryFlags struct {
@@ -32,6 +33,7 @@ type directoryFlags struct {
 	passwordScheme  string
 	verifyCacheSize int
 	verifyCacheTTL  time.Duration
+	penaltyMax      time.Duration
 }
 
 func init() { root.AddCommand(newDirectoryCmd()) }
@@ -59,6 +61,7 @@ func newDirectoryCmd() *cobra.Command {
 	fl.StringVar(&f.passwordScheme, "password-scheme", "ARGON2ID", "scheme for new passwords: ARGON2ID, BLF-CRYPT, CRYPT (sha512-crypt), SSHA512, SSHA256, SSHA, ...")
 	fl.IntVar(&f.verifyCacheSize, "verify-cache-size", 100000, "successful password checks remembered (0: default, -1: off)")
 	fl.DurationVar(&f.verifyCacheTTL, "verify-cache-ttl", 2*time.Minute, "how long a successful password check is remembered")
+	fl.DurationVar(&f.penaltyMax, "login-penalty-max", 15*time.Second, "longest window after failed checks and binds (by client and user) in which further tries are refused unchecked; 0: off")
 	return cmd
 }
 
@@ -87,6 +90,7 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		return err
 	}
 	d := daemon.New("directory", log, f.listen.shutdownTimeout)
+	f.listen.reloadOn(d)
 	defer d.Abort()
 	store, err := f.store.open(ctx, log, reg)
 	if err != nil {
@@ -105,7 +109,22 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 	if err != nil {
 		return fmt.Errorf("--tcpauth-addr: %w", err)
 	}
-	d.Serve("tcpauth", ln, tcpauth.New(svc, cfg).Serve)
+	if f.penaltyMax > 0 {
+		// One for both protocols: a guess over LDAP counts for TCPAuth too.
+		cfg.Penalty = penalty.New[string](penalty.Config{Max: f.penaltyMax})
+		f.ldap.penalty = cfg.Penalty
+	}
+	tcp := tcpauth.New(svc, cfg)
+	d.Serve("tcpauth", ln, tcp.Serve)
+	if f.secretFile != "" {
+		d.OnReload("--secret-file", func() error {
+			var secret string
+			if err := readSecretFile("--secret-file", f.secretFile, &secret); err != nil {
+				return err
+			}
+			return tcp.SetSecret(secret)
+		})
+	}
 	if err := f.ldap.serve(d, gate, svc, scheme, tlsCfg, f.listen.idleTimeout, log, ldap.NewMetrics(reg)); err != nil {
 		return err
 	}
@@ -113,6 +132,9 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		return err
 	}
 	d.Go("store", store.run)
+	d.Go("stand-in", func(ctx context.Context) error {
+		return svc.KeepStandIn(ctx, 10*time.Minute, func(err error) { log.Warn("stand-in hash not refreshed", "err", err) })
+	})
 	log.Info("directory store", "store", store.kind, "version", version, "max_conns", gate.MaxConns())
 	return d.Run(ctx)
 }
@@ -136,7 +158,8 @@ func (f directoryFlags) tcpauthConfig(log *slog.Logger) (tcpauth.Config, error) 
 	cfg := tcpauth.Config{IdleTimeout: f.listen.idleTimeout, Logger: log, Secret: f.secret}
 	err := errors.Join(f.listen.check(),
 		atLeast("verify-cache-size", f.verifyCacheSize, -1),
-		atLeast("verify-cache-ttl", f.verifyCacheTTL, 0))
+		atLeast("verify-cache-ttl", f.verifyCacheTTL, 0),
+		atLeast("login-penalty-max", f.penaltyMax, 0))
 	if err != nil {
 		return cfg, err
 	}

@@ -63,7 +63,7 @@ func runExport(ctx context.Context, f exportFlags, path string, stdout, stderr i
 			format = guess
 		}
 	}
-	store, err := f.store.openBulk(ctx)
+	store, err := f.store.openBulk(ctx, true)
 	if err != nil {
 		return err
 	}

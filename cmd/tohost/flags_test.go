@@ -127,3 +127,33 @@ func TestOutOfRangeFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestOneLDIFBase: an LDIF export names users as the directory's LDAP
+// serves them by default, so the file and the server agree.
+func TestOneLDIFBase(t *testing.T) {
+	base := newDirectoryCmd().Flags().Lookup("ldap-base").DefValue
+	export := newExportCmd().Flags().Lookup("ldif-base").DefValue
+	if export != "ou=users,"+base {
+		t.Fatalf("export writes under %q, the directory serves users under ou=users,%s", export, base)
+	}
+}
+
+// TestVersion: `tohost version` and `tohost --version` print the same
+// line, starting with the version.
+func TestVersion(t *testing.T) {
+	var outs []string
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var b strings.Builder
+		root.SetOut(&b)
+		root.SetArgs(args)
+		if err := root.Execute(); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		outs = append(outs, b.String())
+	}
+	root.SetOut(nil)
+	root.SetArgs(nil)
+	if !strings.HasPrefix(outs[0], "tohost "+version+" (") || outs[0] != outs[1] {
+		t.Fatalf("version %q, --version %q", outs[0], outs[1])
+	}
+}

@@ -118,6 +118,13 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 	if f.ldifName != "uid" && f.ldifName != "mail" {
 		return fmt.Errorf("--ldif-name: %q is neither uid nor mail", f.ldifName)
 	}
+	inputFormat := format
+	if inputFormat == "" && path != "-" {
+		inputFormat = importer.FormatOfName(path)
+	}
+	if err := rejectsFormat(f.rejects, inputFormat); err != nil {
+		return err
+	}
 	if os.Getenv("GOGC") == "" {
 		// The heap is a few batches, recycled: collecting it less often
 		// leaves more CPU to parsing and to the database (≈5%).
@@ -129,7 +136,7 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 	}
 	defer cleanup()
 
-	store, err := f.store.openBulk(ctx)
+	store, err := f.store.openBulk(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -280,4 +287,18 @@ func periodicInvalidate(ctx context.Context, store *bulkStore, every time.Durati
 		}
 	})
 	return func() { close(done); wg.Wait() }
+}
+
+// rejectsFormat refuses a --rejects file whose name says another format
+// than the input's (a rejected.csv of nwauth lines): the rejects are
+// written in the input's format, to be fixed and imported again, and a
+// wrong extension would make that import read them wrongly.
+func rejectsFormat(rejects string, input importer.Format) error {
+	if rejects == "" || input == "" {
+		return nil
+	}
+	if named := importer.FormatOfName(rejects); named != "" && named != input {
+		return fmt.Errorf("--rejects %s: rejected records are written as the input is, in %s, but the name says %s; name it for %s", rejects, input, named, input)
+	}
+	return nil
 }

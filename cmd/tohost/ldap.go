@@ -13,6 +13,7 @@ import (
 	"github.com/tohost/tohost/directory/password"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
+	"github.com/tohost/tohost/internal/penalty"
 )
 
 // ldapFlags configure the directory's LDAP front end.
@@ -24,6 +25,7 @@ type ldapFlags struct {
 	adminDN           string
 	adminPassword     string
 	adminPasswordFile string
+	penalty           *penalty.Penalty[string] // shared with TCPAuth; set by the directory, not a flag
 }
 
 func (f *ldapFlags) register(fl *pflag.FlagSet) {
@@ -48,7 +50,7 @@ func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Se
 	}
 	cfg := ldap.Config{Base: f.base, AdminDN: f.adminDN, AdminPassword: f.adminPassword,
 		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics,
-		IdleTimeout: idle}
+		IdleTimeout: idle, Penalty: f.penalty}
 	if err := readSecretFile("--ldap-admin-password-file", f.adminPasswordFile, &cfg.AdminPassword); err != nil {
 		return err
 	}

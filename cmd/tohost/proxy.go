@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -134,7 +135,7 @@ func (f *proxyFlags) proxyConfig(log *slog.Logger, clientTLS *tls.Config) (proxy
 		ForwardClientIP: f.forwardIP, TLS: clientTLS, RequireTLS: f.requireTLS,
 		LoginTimeout: f.loginTimeout, MaxLoginFailures: f.maxLoginFailures,
 		DrainTimeout: f.listen.shutdownTimeout, Hostname: f.hostname, Logger: log,
-		Penalty: penalty.New(penalty.Config{}),
+		Penalty: penalty.New[netip.Addr](penalty.Config{}),
 	}
 	copy(cfg.Ports[:], f.backendPorts[:])
 	cfg.SMTP = proxy.SMTPOptions{MaxMessageBytes: f.maxMessageSize, MaxRecipients: f.maxRecipients, IdleTimeout: f.smtpTimeout}
@@ -196,6 +197,7 @@ func runProxy(cmd *cobra.Command, f proxyFlags) error {
 	// Sessions get the drain time; the daemon's own deadline is a little
 	// longer, so the proxy closes them itself before it.
 	d := daemon.New("proxy", log, f.listen.shutdownTimeout+5*time.Second)
+	f.listen.reloadOn(d)
 	defer d.Abort()
 	dir, err := f.dir.client(f.dirConns, log)
 	if err != nil {

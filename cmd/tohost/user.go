@@ -14,7 +14,7 @@ func newUserCmd() *cobra.Command {
 	var flags dirClientFlags
 	cmd := &cobra.Command{
 		Use:   "user",
-		Short: "Manage users in a tohost directory (set, del, lookup, check, search, rename)",
+		Short: "Manage users in a tohost directory (set, del, lookup, check, search, rename, move)",
 		Long: `user sends one authent command to a tohost directory and prints the reply lines.
 It exits non-zero when the directory answers -ERR or -DEAD, or cannot be reached.
 Admin commands (set, del, search, rename) need an admin network or --secret.`,
@@ -106,6 +106,7 @@ Admin commands (set, del, search, rename) need an admin network or --secret.`,
 	search.Flags().IntVar(&from, "from", 0, "skip the first n matches")
 	search.Flags().IntVar(&max, "max", -1, "return at most m matches (-1: all)")
 	cmd.AddCommand(search)
+	cmd.AddCommand(newUserMoveCmd(&flags))
 	return cmd
 }
 

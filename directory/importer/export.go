@@ -22,7 +22,7 @@ type ExportOptions struct {
 }
 
 // DefaultLDIFBase is the parent DN of exported LDIF entries.
-const DefaultLDIFBase = "ou=users,dc=example,dc=com"
+const DefaultLDIFBase = "ou=users,dc=tohost"
 
 // ExportStats count an export.
 type ExportStats struct {

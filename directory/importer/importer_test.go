@@ -778,3 +778,29 @@ func TestFlatMemory(t *testing.T) {
 		t.Fatalf("heap grows with the file: %d MB for 30,000 users, %d MB for 300,000", small>>20, large>>20)
 	}
 }
+
+// TestRecordBounds: a record over the directory's bounds is rejected with
+// its line and the bound it broke; its neighbours are imported.
+func TestRecordBounds(t *testing.T) {
+	s := openBolt(t)
+	var many strings.Builder
+	for i := 0; i <= directory.MaxFields; i++ {
+		fmt.Fprintf(&many, ` f%d="v"`, i)
+	}
+	text := "ok1@x:{ssha}x:\n" +
+		"many@x:{ssha}x:" + many.String() + "\n" +
+		"large@x:{ssha}x:note=\"" + strings.Repeat("y", directory.MaxRecordBytes) + "\"\n" +
+		"ok2@x:{ssha}x:\n"
+	r := load(t, s, "nwauth.txt", text, importer.Options{})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	wantStats(t, r.stats, importer.Stats{Read: 4, Created: 2, Rejected: 2})
+	wantReports(t, r.reports,
+		fmt.Sprintf(`line 2: user "many@x": too many fields: %d, at most %d`, directory.MaxFields+1, directory.MaxFields),
+		fmt.Sprintf(`line 3: user "large@x": record too large: %d bytes, at most %d`, 2*len("large@x")+len("{ssha}x")+len("note")+directory.MaxRecordBytes, directory.MaxRecordBytes),
+	)
+	missing(t, s, "many@x")
+	missing(t, s, "large@x")
+	get(t, s, "ok2@x")
+}

@@ -135,6 +135,9 @@ func (v *validator) entry(r *Record) (directory.BulkEntry, error) {
 	default:
 		e.Password = r.Password
 	}
+	if len(r.Fields) > directory.MaxFields { // before the search for repeats, len × len
+		return directory.BulkEntry{}, errorf("too many fields: %d, at most %d", len(r.Fields), directory.MaxFields)
+	}
 	// The record's fields are used as they are unless some must go.
 	clean := true
 	for i, f := range r.Fields {
@@ -162,6 +165,9 @@ func (v *validator) entry(r *Record) (directory.BulkEntry, error) {
 				e.Fields = append(e.Fields, f)
 			}
 		}
+	}
+	if err := directory.CheckBounds(e.Name, e.Display, e.Password, e.Fields); err != nil {
+		return directory.BulkEntry{}, reason(err)
 	}
 	return e, nil
 }

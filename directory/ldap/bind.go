@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net/netip"
+	"strings"
 
 	"github.com/jimlambrt/gldap"
 
@@ -49,6 +51,54 @@ func (s *Server) authenticate(r *gldap.Request, m *gldap.SimpleBindMessage, ss *
 	if err != nil {
 		return gldap.ResultInvalidDNSyntax, "invalid DN"
 	}
+	if t.kind != kindAdmin && t.kind != kindUser {
+		return gldap.ResultInvalidCredentials, ""
+	}
+	client, name, key := s.penaltyKey(r, t)
+	if s.cfg.Penalty.Cooling(key) {
+		// Too soon after a failure: refused unchecked, so a guesser
+		// learns nothing from it.
+		return gldap.ResultInvalidCredentials, ""
+	}
+	code, msg := s.verify(r, t, pass, ss)
+	switch code {
+	case gldap.ResultSuccess:
+		s.cfg.Penalty.Succeeded(key)
+	case gldap.ResultInvalidCredentials:
+		s.failedBind(key, client, name)
+	}
+	return code, msg
+}
+
+// penaltyKey is what failed binds are counted by: the client's address
+// and the name bound as. The name is part of it because a mail server
+// that checks its users' passwords by binding as them is one address:
+// one user's typos must not refuse the others.
+func (s *Server) penaltyKey(r *gldap.Request, t target) (client, name, key string) {
+	client = r.RemoteAddr().String()
+	if ap, err := netip.ParseAddrPort(client); err == nil {
+		client = ap.Addr().Unmap().String()
+	}
+	name = t.name
+	if t.kind == kindAdmin {
+		name = s.tree.adminDN
+	}
+	return client, name, client + " " + strings.ToLower(name)
+}
+
+// failedBind counts a failed bind and logs it once per burst: at the 1st,
+// 2nd, 4th, 8th... failure in a row, each line with the count.
+func (s *Server) failedBind(key, client, name string) {
+	n := s.cfg.Penalty.Failed(key)
+	if n&(n-1) != 0 {
+		return
+	}
+	s.log.Warn("ldap bind failed", "client", client, "dn", name, "failures", n)
+}
+
+// verify checks a simple bind's password for the admin or a user and
+// sets up the session when it is right.
+func (s *Server) verify(r *gldap.Request, t target, pass string, ss *session) (int, string) {
 	switch t.kind {
 	case kindAdmin:
 		if !s.adminPasswordOK(pass) {

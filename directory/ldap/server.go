@@ -27,6 +27,7 @@ import (
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/password"
+	"github.com/tohost/tohost/internal/penalty"
 )
 
 // Directory is what the server asks of the user directory;
@@ -72,6 +73,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Metrics, when set, counts requests and their latency.
 	Metrics *Metrics
+	// Penalty slows guessing: after a failed bind (by client address and
+	// name), binds inside the growing window are refused unchecked. The
+	// directory shares one with TCPAuth. nil: none.
+	Penalty *penalty.Penalty[string]
 }
 
 // Server is the LDAP front end of a directory.Service.

@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
 )
@@ -41,6 +41,9 @@ type conn struct {
 	r      *bufio.Reader
 	admin  bool // from an admin network, or authenticated with the secret
 	authed bool // the secret was given (or none is configured)
+	// authFails counts wrong secrets; at maxAuthFailures the connection
+	// is closed. Only the reader touches it (auth runs there).
+	authFails int
 
 	mu    sync.Mutex // guards w, werr, queue and waiting
 	w     *bufio.Writer
@@ -235,6 +238,14 @@ func (c *conn) request(line []byte) bool {
 		// A search reads every user; auth changes what later requests
 		// may do.
 		c.sync(&req, "")
+		if c.authFails >= maxAuthFailures {
+			c.srv.log.Warn("tcpauth: too many wrong secrets; closing", "client", listen.PeerIP(c.nc).String())
+			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if c.flush() == nil {
+				listen.CloseGracefully(c.nc, drainTime)
+			}
+			return false
+		}
 	default:
 		c.answer(&req, "")
 	}
@@ -299,7 +310,7 @@ func (c *conn) waits(req *authent.Request) bool {
 	if len(c.users) == 0 {
 		return false
 	}
-	u := c.users[strings.ToLower(req.User)]
+	u := c.users[directory.FoldName(req.User)]
 	return u != nil && u.write != nil && !u.write.finished()
 }
 
@@ -339,7 +350,7 @@ func (c *conn) async(req authent.Request, write bool) {
 		if name == "" {
 			continue
 		}
-		key := strings.ToLower(name)
+		key := directory.FoldName(name)
 		u := c.users[key]
 		if u == nil {
 			u = &userOps{}
@@ -467,6 +478,10 @@ func (c *conn) flush() error {
 	}
 	return c.werr
 }
+
+// maxAuthFailures wrong secrets close a connection: a client that knows
+// the secret does not get it wrong three times.
+const maxAuthFailures = 3
 
 // drainTime bounds the wait for the rest of the input after a fatal error.
 const drainTime = 2 * time.Second

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
 )
 
@@ -87,6 +88,14 @@ func (c *conn) check(req *authent.Request, rep *authent.Reply) outcome {
 			}
 		}
 	}
+	addr, key := c.penaltyKey(req.IP, req.User)
+	if c.srv.cfg.Penalty.Cooling(key) {
+		// Too soon after a failure: refused unchecked, so a guesser
+		// learns nothing from it, and without a wait that would hold up
+		// the replies pipelined behind this one.
+		rep.ErrUser(req.User, "password wrong or not a valid user")
+		return outcomeErr
+	}
 	u, err := c.srv.svc.Check(c.ctx, req.User, req.Password)
 	if err != nil {
 		var in *directory.InputError
@@ -95,13 +104,50 @@ func (c *conn) check(req *authent.Request, rep *authent.Reply) outcome {
 				// A stored hash that cannot be read: the admin must know.
 				c.srv.log.Error("check refused", "user", req.User, "err", err)
 			}
+			if in == nil {
+				c.srv.failedLogin("check", key, addr, req.User)
+			}
 			rep.ErrUser(req.User, "password wrong or not a valid user")
 			return outcomeErr
 		}
 		return c.failed(req, rep, err)
 	}
+	c.srv.cfg.Penalty.Succeeded(key)
 	writeUser(rep, req.User, u)
 	return outcomeOK
+}
+
+// penaltyKey is what failed checks are counted by: the client's address
+// (the one a front end passes with the check, else the connection's) and
+// the user. The user is part of it because a mail server asking for all
+// its users is one address: one user's typos must not refuse the others.
+// Guessing many users from one address is the front end's to slow down
+// (tohost's proxy delays every login of a failing address).
+func (c *conn) penaltyKey(ip, user string) (addr, key string) {
+	addr = listen.PeerIP(c.nc).String()
+	if ip != "" {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			addr = a.Unmap().String()
+		} else if ap, err := netip.ParseAddrPort(ip); err == nil {
+			addr = ap.Addr().Unmap().String()
+		}
+	}
+	return addr, addr + " " + directory.FoldName(user)
+}
+
+// failedLogin counts a failed check or auth of key and logs it, once per
+// burst rather than once per try: at the 1st, 2nd, 4th, 8th... failure in
+// a row, so a storm of guesses writes a few lines, each with the count.
+func (s *Server) failedLogin(what, key, client, user string) {
+	n := s.cfg.Penalty.Failed(key)
+	if n&(n-1) != 0 {
+		return
+	}
+	attrs := []any{"client", client, "failures", n}
+	if user != "" {
+		attrs = append(attrs, "user", user)
+	}
+	s.log.Warn("tcpauth "+what+" failed", attrs...)
 }
 
 func writeUser(rep *authent.Reply, name string, u *directory.User) {
@@ -176,11 +222,18 @@ func (c *conn) search(req *authent.Request, rep *authent.Reply) outcome {
 }
 
 func (c *conn) auth(req *authent.Request, rep *authent.Reply) outcome {
-	if !c.srv.secretOK(req.Secret) {
-		c.srv.log.Warn("tcpauth auth failed", "client", c.nc.RemoteAddr().String())
+	addr := listen.PeerIP(c.nc).String()
+	key := addr + " auth"
+	cooling := c.srv.cfg.Penalty.Cooling(key)
+	if cooling || !c.srv.secretOK(req.Secret) {
+		c.authFails++
+		if !cooling {
+			c.srv.failedLogin("auth", key, addr, "")
+		}
 		rep.Err("authentication failed")
 		return outcomeErr
 	}
+	c.srv.cfg.Penalty.Succeeded(key)
 	c.authed, c.admin = true, true
 	rep.OK("")
 	return outcomeOK

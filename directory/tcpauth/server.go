@@ -9,14 +9,17 @@ package tcpauth
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/internal/listen"
+	"github.com/tohost/tohost/internal/penalty"
 )
 
 // Directory is what the server asks of the user directory;
@@ -50,6 +53,10 @@ type Config struct {
 	// MaxInflight caps the requests (reads and writes) one connection may have in progress
 	// (default, and for 0 or less, 4096).
 	MaxInflight int
+	// Penalty slows guessing: after a failed check (by client address
+	// and user) or a wrong secret (by connection address), attempts
+	// inside the growing window are refused unchecked. nil: none.
+	Penalty *penalty.Penalty[string]
 	// Version is reported by the `version` command.
 	Version string
 	Logger  *slog.Logger
@@ -61,6 +68,8 @@ type Server struct {
 	svc Directory
 	cfg Config
 	log *slog.Logger
+
+	secret atomic.Pointer[string] // set by SetSecret; else cfg.Secret
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -136,5 +145,24 @@ func (s *Server) closeIdle() {
 
 // secretOK compares in constant time.
 func (s *Server) secretOK(secret string) bool {
-	return s.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.Secret)) == 1
+	want := s.cfg.Secret
+	if p := s.secret.Load(); p != nil {
+		want = *p
+	}
+	return want != "" && subtle.ConstantTimeCompare([]byte(secret), []byte(want)) == 1
+}
+
+// SetSecret replaces the shared secret (a secret file read again on
+// SIGHUP); connections that authenticated keep their rights. Whether a
+// secret is required is fixed at start: a server started without one
+// cannot be given one, and one started with one cannot lose it.
+func (s *Server) SetSecret(secret string) error {
+	switch {
+	case s.cfg.Secret == "":
+		return errors.New("the directory was started without a secret; restart it to require one")
+	case secret == "":
+		return errors.New("the new secret is empty")
+	}
+	s.secret.Store(&secret)
+	return nil
 }

@@ -71,7 +71,9 @@ func startWith(t testing.TB, cfg Config, o setup) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{addr: ln.Addr().String(), store: s, cancel: cancel, done: make(chan error, 1)}
 	cfg.Version = "test"
-	cfg.Logger = discard
+	if cfg.Logger == nil {
+		cfg.Logger = discard
+	}
 	go func() { h.done <- New(svc, cfg).Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		h.stop(t)
@@ -473,4 +475,24 @@ func TestShutdownAnswersEverything(t *testing.T) {
 	if n, err := h.store.Count(context.Background()); err != nil || n != 200 {
 		t.Fatalf("count = %d, %v", n, err)
 	}
+}
+
+// TestRecordBoundsOverTCPAuth: a set that would grow a user past the
+// directory's bounds gets -ERR naming the bound, and lookups stay bounded.
+func TestRecordBoundsOverTCPAuth(t *testing.T) {
+	c := start(t, Config{}, nil).dial(t)
+	c.expect("set grow@x pw", "+OK grow@x added to database")
+	var line strings.Builder
+	line.WriteString("set grow@x (NULL)")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&line, " a%d=1", i)
+	}
+	c.expect(line.String(), "+OK grow@x added to database")
+	line.Reset()
+	line.WriteString("set grow@x (NULL)")
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&line, " b%d=1", i)
+	}
+	c.expect(line.String(), "-ERR too many fields: 300, at most 256")
+	c.expect("set grow@x (NULL) a0=", "+OK grow@x added to database")
 }

@@ -3,7 +3,8 @@
 // serves, so a bad address stops the start with nothing running; then the
 // servers run together; on SIGINT or SIGTERM (or a server failing) they
 // stop accepting and drain within a deadline; the stores close last, once
-// nothing uses them.
+// nothing uses them. SIGHUP reloads what was registered with OnReload
+// (certificates, secrets) and stops nothing.
 //
 //	d := daemon.New("directory", log, 30*time.Second)
 //	defer d.Abort()                      // start-up errors: close what was opened
@@ -40,7 +41,8 @@ type Daemon struct {
 	servers []server
 	tasks   []task
 	closers []func() error
-	done    bool // Run or Abort has been called
+	reloads []task // run on SIGHUP; ctx is Run's
+	done    bool   // Run or Abort has been called
 }
 
 type server struct {
@@ -78,6 +80,13 @@ func (d *Daemon) Go(name string, run func(context.Context) error) {
 	d.tasks = append(d.tasks, task{name, run})
 }
 
+// OnReload adds something SIGHUP reloads (a certificate, a secret file).
+// A reload that fails keeps what it had: it logs why, and the daemon goes
+// on.
+func (d *Daemon) OnReload(name string, reload func() error) {
+	d.reloads = append(d.reloads, task{name, func(context.Context) error { return reload() }})
+}
+
 // OnStop adds a resource to close once every server and task has
 // returned; the last added is closed first.
 func (d *Daemon) OnStop(close func() error) {
@@ -107,6 +116,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// SIGHUP is caught even with nothing to reload: its default action
+	// would kill the daemon, and a logrotate or `systemctl reload` must
+	// never stop mail.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -152,6 +167,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if deadline == nil {
 				deadline = time.After(d.timeout)
 			}
+		case <-hups:
+			d.reload(ctx)
 		case sig := <-sigs:
 			// Counted here rather than judged by ctx: the caller's
 			// context may end on the same signal.
@@ -173,6 +190,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info(d.name + " stopped")
 	return first
+}
+
+// reload runs every OnReload function, one after the other.
+func (d *Daemon) reload(ctx context.Context) {
+	if len(d.reloads) == 0 {
+		d.log.Info(d.name + " got SIGHUP: nothing to reload")
+		return
+	}
+	for _, r := range d.reloads {
+		if err := r.run(ctx); err != nil {
+			d.log.Error(d.name+" reload failed; keeping the old one", "what", r.name, "err", err)
+			continue
+		}
+		d.log.Info(d.name+" reloaded", "what", r.name)
+	}
 }
 
 type result struct {

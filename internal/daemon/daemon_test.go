@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -156,5 +158,41 @@ func TestNewLogger(t *testing.T) {
 	}
 	if _, err := NewLogger(&b, "info", "xml"); err == nil || !strings.Contains(err.Error(), "--log-format") {
 		t.Errorf("bad format: %v", err)
+	}
+}
+
+// TestSIGHUPReloads: SIGHUP runs every reload, a failing one included,
+// and stops nothing; the daemon stops only when asked.
+func TestSIGHUPReloads(t *testing.T) {
+	ev := &events{}
+	d := New("test", discard, time.Minute)
+	started := make(chan struct{}, 1)
+	d.Serve("srv", listen(t), serveUntilDone(ev, "srv", started))
+	reloaded := make(chan string, 4)
+	d.OnReload("bad", func() error { reloaded <- "bad"; return errors.New("broken file") })
+	d.OnReload("good", func() error { reloaded <- "good"; return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	<-started
+	for range 2 {
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := <-reloaded, <-reloaded; a != "bad" || b != "good" {
+			t.Fatalf("reloads ran %s, %s", a, b)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("SIGHUP stopped the daemon: %v", err)
+	default:
+	}
+	if s := ev.String(); s != "" {
+		t.Fatalf("SIGHUP drained: %s", s)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,11 +3,16 @@
 // up to a ceiling), as Dovecot's auth penalty does. A success clears it;
 // an address that stops failing is forgotten after a while. Memory is
 // bounded however many addresses fail.
+//
+// A Penalty is keyed by what the caller counts failures of: the proxy by
+// client address, the directory by client address and user name. The
+// penalty is either waited out before the next attempt (Wait) or, where a
+// wait would hold up other clients' requests behind it, the attempts
+// inside the window are refused unchecked (Cooling).
 package penalty
 
 import (
 	"context"
-	"net/netip"
 	"sync"
 	"time"
 )
@@ -25,12 +30,12 @@ type Config struct {
 }
 
 // Penalty tracks failed logins by address. It is safe for concurrent use.
-type Penalty struct {
+type Penalty[K comparable] struct {
 	cfg Config
 	now func() time.Time
 
 	mu    sync.Mutex
-	fails map[netip.Addr]entry
+	fails map[K]entry
 }
 
 type entry struct {
@@ -39,7 +44,7 @@ type entry struct {
 }
 
 // New returns a Penalty for cfg.
-func New(cfg Config) *Penalty {
+func New[K comparable](cfg Config) *Penalty[K] {
 	if cfg.Base <= 0 {
 		cfg.Base = time.Second
 	}
@@ -52,18 +57,26 @@ func New(cfg Config) *Penalty {
 	if cfg.Size <= 0 {
 		cfg.Size = 100_000
 	}
-	return &Penalty{cfg: cfg, now: time.Now, fails: make(map[netip.Addr]entry)}
+	return &Penalty[K]{cfg: cfg, now: time.Now, fails: make(map[K]entry)}
 }
 
 // Delay returns how long a login from ip waits before it is checked.
-func (p *Penalty) Delay(ip netip.Addr) time.Duration {
+func (p *Penalty[K]) Delay(ip K) time.Duration {
 	if p == nil {
 		return 0
 	}
 	p.mu.Lock()
 	e, ok := p.fails[ip]
 	p.mu.Unlock()
-	if !ok || p.now().Sub(e.last) > p.cfg.Forget {
+	if !ok {
+		return 0
+	}
+	return p.delay(e)
+}
+
+// delay is the wait after e's failures: none once they are forgotten.
+func (p *Penalty[K]) delay(e entry) time.Duration {
+	if p.now().Sub(e.last) > p.cfg.Forget {
 		return 0
 	}
 	d := p.cfg.Base
@@ -75,7 +88,7 @@ func (p *Penalty) Delay(ip netip.Addr) time.Duration {
 
 // Wait sleeps for ip's delay, or until ctx ends (then it returns ctx's
 // error).
-func (p *Penalty) Wait(ctx context.Context, ip netip.Addr) error {
+func (p *Penalty[K]) Wait(ctx context.Context, ip K) error {
 	d := p.Delay(ip)
 	if d == 0 {
 		return nil
@@ -90,10 +103,11 @@ func (p *Penalty) Wait(ctx context.Context, ip netip.Addr) error {
 	}
 }
 
-// Failed records a failed login from ip.
-func (p *Penalty) Failed(ip netip.Addr) {
+// Failed records a failed login from ip and returns how many failures in
+// a row ip has now.
+func (p *Penalty[K]) Failed(ip K) int {
 	if p == nil {
-		return
+		return 0
 	}
 	now := p.now()
 	p.mu.Lock()
@@ -106,10 +120,23 @@ func (p *Penalty) Failed(ip netip.Addr) {
 		e.n = 0
 	}
 	p.fails[ip] = entry{n: e.n + 1, last: now}
+	return e.n + 1
+}
+
+// Cooling reports whether ip's last failure is more recent than its
+// delay: a login now would come sooner than Wait lets it.
+func (p *Penalty[K]) Cooling(ip K) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	e, ok := p.fails[ip]
+	p.mu.Unlock()
+	return ok && p.now().Sub(e.last) < p.delay(e)
 }
 
 // Succeeded clears ip's failures.
-func (p *Penalty) Succeeded(ip netip.Addr) {
+func (p *Penalty[K]) Succeeded(ip K) {
 	if p == nil {
 		return
 	}
@@ -119,7 +146,7 @@ func (p *Penalty) Succeeded(ip netip.Addr) {
 }
 
 // Len returns the number of addresses remembered.
-func (p *Penalty) Len() int {
+func (p *Penalty[K]) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.fails)
@@ -128,7 +155,7 @@ func (p *Penalty) Len() int {
 // evict makes room: forgotten entries first, then, if none was, an
 // arbitrary tenth of the map (map order), so a flood of addresses costs
 // bounded memory and amortised constant time. Called with mu held.
-func (p *Penalty) evict(now time.Time) {
+func (p *Penalty[K]) evict(now time.Time) {
 	for ip, e := range p.fails {
 		if now.Sub(e.last) > p.cfg.Forget {
 			delete(p.fails, ip)

@@ -9,7 +9,7 @@ import (
 
 func TestCurve(t *testing.T) {
 	now := time.Unix(1000, 0)
-	p := New(Config{Base: time.Second, Max: 5 * time.Second, Forget: time.Minute})
+	p := New[netip.Addr](Config{Base: time.Second, Max: 5 * time.Second, Forget: time.Minute})
 	p.now = func() time.Time { return now }
 	ip := netip.MustParseAddr("192.0.2.1")
 	other := netip.MustParseAddr("192.0.2.2")
@@ -42,7 +42,7 @@ func TestCurve(t *testing.T) {
 }
 
 func TestBoundedMemory(t *testing.T) {
-	p := New(Config{Size: 100})
+	p := New[netip.Addr](Config{Size: 100})
 	for i := range 10_000 {
 		p.Failed(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}))
 	}
@@ -56,7 +56,7 @@ func TestBoundedMemory(t *testing.T) {
 }
 
 func TestWaitEndsWithContext(t *testing.T) {
-	p := New(Config{Base: time.Hour, Max: time.Hour})
+	p := New[netip.Addr](Config{Base: time.Hour, Max: time.Hour})
 	ip := netip.MustParseAddr("192.0.2.1")
 	p.Failed(ip)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -64,8 +64,40 @@ func TestWaitEndsWithContext(t *testing.T) {
 	if err := p.Wait(ctx, ip); err != context.Canceled {
 		t.Fatalf("Wait = %v, want the context's error", err)
 	}
-	var none *Penalty
+	var none *Penalty[netip.Addr]
 	if none.Delay(ip) != 0 {
 		t.Fatal("a nil Penalty delays")
+	}
+}
+
+// TestCooling: inside the window after a failure an attempt is too soon;
+// the window grows with the failures, and a success ends it.
+func TestCooling(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := New[string](Config{Base: time.Second, Max: 4 * time.Second})
+	p.now = func() time.Time { return now }
+	if p.Cooling("a") {
+		t.Fatal("cooling without a failure")
+	}
+	if n := p.Failed("a"); n != 1 {
+		t.Fatalf("Failed = %d, want 1", n)
+	}
+	for _, c := range []struct {
+		after time.Duration
+		want  bool
+	}{{0, true}, {999 * time.Millisecond, true}, {time.Second, false}} {
+		now = time.Unix(1000, 0).Add(c.after)
+		if got := p.Cooling("a"); got != c.want {
+			t.Fatalf("%v after one failure: cooling %v, want %v", c.after, got, c.want)
+		}
+	}
+	p.Failed("a") // the second: 2 s from now
+	now = now.Add(1500 * time.Millisecond)
+	if !p.Cooling("a") || p.Cooling("b") {
+		t.Fatal("the window did not grow, or another key cools")
+	}
+	p.Succeeded("a")
+	if p.Cooling("a") {
+		t.Fatal("cooling after a success")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +25,13 @@ var (
 	bucketUsers = []byte("users")
 	bucketMeta  = []byte("meta")
 	keyCount    = []byte("count")
+	keyNameRule = []byte("name-rule")
 )
+
+// nameRule names the rule (directory.FoldName) the keys of a store were
+// made with. A store without it predates the rule: its keys were Unicode
+// lower case and its names could hold invalid UTF-8.
+const nameRule = "ascii-fold-1"
 
 // FileName is the database file inside the data directory.
 const FileName = "tohost.db"
@@ -74,7 +81,7 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return refoldNames(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -340,4 +347,52 @@ func addCount(tx *bbolt.Tx, d int64) {
 	binary.BigEndian.PutUint64(b[:], uint64(readCount(tx)+d))
 	// Put only fails on a read-only tx or bad key, neither possible here.
 	_ = tx.Bucket(bucketMeta).Put(keyCount, b[:])
+}
+
+// refoldNames brings the keys of a store made before nameRule to it, once:
+// each user whose key is not FoldName of its name moves to that key, and a
+// name holding invalid UTF-8 is stored with U+FFFD in its place (it was
+// already keyed so), the one form in which it can be asked for now. No two
+// users can meet: names that fold alike under FoldName also did under the
+// Unicode lower-casing the keys were made with.
+func refoldNames(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if string(meta.Get(keyNameRule)) == nameRule {
+		return nil
+	}
+	users := tx.Bucket(bucketUsers)
+	var moved []*directory.User
+	var oldKeys [][]byte
+	err := users.ForEach(func(k, v []byte) error {
+		var u directory.User
+		if err := u.UnmarshalBinary(v); err != nil {
+			return fmt.Errorf("user %q: %w", k, err)
+		}
+		display := strings.ToValidUTF8(u.Display, "\uFFFD")
+		key := directory.FoldName(display)
+		if key == string(k) && display == u.Display {
+			return nil
+		}
+		u.Name, u.Display = key, display
+		moved = append(moved, &u)
+		oldKeys = append(oldKeys, bytes.Clone(k))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range oldKeys { // not while ForEach runs: it forbids changes
+		if err := users.Delete(k); err != nil {
+			return err
+		}
+	}
+	for _, u := range moved {
+		if users.Get([]byte(u.Name)) != nil {
+			return fmt.Errorf("users %q and another are both %q under the name rule; rename one with the old version first", u.Display, u.Name)
+		}
+		if err := users.Put([]byte(u.Name), u.AppendBinary(nil)); err != nil {
+			return err
+		}
+	}
+	return meta.Put(keyNameRule, []byte(nameRule))
 }
