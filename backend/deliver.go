@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -88,9 +87,7 @@ type Deliverer struct {
 	log *slog.Logger
 	// busy counts the message transfers (Data) under way, so that a
 	// server stops only once none of them can touch the store any more.
-	busyMu sync.Mutex
-	busyN  int
-	busyC  *sync.Cond
+	busy busyCount
 	// quotaMu serialises, per user (striped), the quota check and the
 	// store of a message whose size decides whether it fits.
 	quotaMu [64]sync.Mutex
@@ -128,9 +125,7 @@ func NewDeliverer(cfg DeliveryConfig) (*Deliverer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	d := &Deliverer{cfg: cfg, log: cfg.Logger}
-	d.busyC = sync.NewCond(&d.busyMu)
-	return d, nil
+	return &Deliverer{cfg: cfg, log: cfg.Logger}, nil
 }
 
 // Replies of delivery.
@@ -175,7 +170,6 @@ func (d *Deliverer) serve(ctx context.Context, ln net.Listener, lmtp bool) error
 	if lmtp {
 		proto = "lmtp"
 	}
-	tl := &trackingListener{Listener: ln, conns: map[*trackedConn]struct{}{}}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return d.newSession(c, proto), nil
 	}))
@@ -189,33 +183,7 @@ func (d *Deliverer) serve(ctx context.Context, ln net.Listener, lmtp bool) error
 	srv.WriteTimeout = d.cfg.IdleTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = smtpLogger{d.log.With("protocol", proto)}
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(tl) }()
-	select {
-	case err := <-served:
-		tl.closeAll()
-		d.waitIdle()
-		return err
-	case <-ctx.Done():
-	}
-	// Stop: no new connections; connections between transactions are told
-	// so and closed; transactions under way get DrainTimeout, and their
-	// connections are closed after their reply (trackedConn.endTx).
-	tl.stop()
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.DrainTimeout)
-	err := srv.Shutdown(dctx)
-	cancel()
-	if err != nil {
-		// Past the deadline (or the server already closed): whatever is
-		// still open is closed now.
-		if n := tl.closeAll(); n > 0 {
-			d.log.Warn(proto+": drain deadline passed; connections closed", "conns", n, "err", err)
-		}
-	}
-	<-served
-	d.waitIdle()
-	return nil
+	return serveDraining(ctx, ln, srv, d.cfg.DrainTimeout, d.log.With("protocol", proto), d.waitIdle)
 }
 
 // lockQuotas takes the quota locks of the recipients that have a quota
@@ -244,171 +212,9 @@ func (d *Deliverer) lockQuotas(rcpts []recipient) func() {
 
 // enter and leave count a message transfer under way; waitIdle returns
 // when there is none.
-func (d *Deliverer) enter() {
-	d.busyMu.Lock()
-	d.busyN++
-	d.busyMu.Unlock()
-}
-
-func (d *Deliverer) leave() {
-	d.busyMu.Lock()
-	d.busyN--
-	if d.busyN == 0 {
-		d.busyC.Broadcast()
-	}
-	d.busyMu.Unlock()
-}
-
-func (d *Deliverer) waitIdle() {
-	d.busyMu.Lock()
-	for d.busyN > 0 {
-		d.busyC.Wait()
-	}
-	d.busyMu.Unlock()
-}
-
-// ---- connections ----
-
-// trackingListener knows its open connections, to close those between
-// transactions at shutdown (go-smtp's Shutdown only waits for clients to
-// leave) and all of them at the end of the drain.
-type trackingListener struct {
-	net.Listener
-	mu       sync.Mutex
-	conns    map[*trackedConn]struct{}
-	stopping bool
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	c := &trackedConn{Conn: nc, l: l}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopping {
-		nc.Write([]byte("421 4.3.2 Server shutting down, try again later\r\n"))
-		nc.Close()
-		return nil, net.ErrClosed
-	}
-	l.conns[c] = struct{}{}
-	return c, nil
-}
-
-// stop closes every connection between transactions, with a 421; the
-// others are closed when their transaction ends.
-func (l *trackingListener) stop() {
-	l.mu.Lock()
-	l.stopping = true
-	// Closed here as well as by go-smtp's Shutdown, which closes only the
-	// listeners its Serve has registered, and Serve may not have started.
-	l.Listener.Close()
-	conns := make([]*trackedConn, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
-		c.mu.Lock()
-		c.closing = true
-		idle := !c.inTx
-		c.mu.Unlock()
-		if idle {
-			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Conn.Write([]byte("421 4.3.2 Server shutting down, try again later\r\n"))
-			c.Close()
-		}
-	}
-}
-
-// closeAll closes every connection and returns how many were open.
-func (l *trackingListener) closeAll() int {
-	l.mu.Lock()
-	conns := make([]*trackedConn, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	return len(conns)
-}
-
-// trackedConn is a connection with its transaction state.
-type trackedConn struct {
-	net.Conn
-	l       *trackingListener
-	mu      sync.Mutex
-	inTx    bool // between MAIL and the end of the transaction
-	closing bool // the server is stopping: close at the end of the transaction
-	once    sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.l.mu.Lock()
-		delete(c.l.conns, c)
-		c.l.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
-// CloseWrite lets listen.CloseGracefully half-close it.
-func (c *trackedConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
-}
-
-// beginTx marks a transaction begun; false when the server is stopping.
-func (c *trackedConn) beginTx() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	c.inTx = true
-	return true
-}
-
-// endTx marks the transaction ended; when the server is stopping, the
-// connection is closed. go-smtp calls Session.Reset (hence endTx) after
-// it wrote the reply to DATA, so the client has its reply.
-func (c *trackedConn) endTx() {
-	c.mu.Lock()
-	c.inTx = false
-	closing := c.closing
-	c.mu.Unlock()
-	if closing {
-		c.Close()
-	}
-}
-
-// tracked finds the trackedConn under go-smtp's connection (which is a
-// *tls.Conn over it after STARTTLS).
-func tracked(nc net.Conn) *trackedConn {
-	for {
-		switch t := nc.(type) {
-		case *trackedConn:
-			return t
-		case *tls.Conn:
-			nc = t.NetConn()
-		default:
-			return nil
-		}
-	}
-}
-
-// smtpLogger takes go-smtp's log lines (connection errors) at debug level.
-type smtpLogger struct{ log *slog.Logger }
-
-func (l smtpLogger) Printf(format string, v ...any) {
-	l.log.Debug("smtp: " + fmt.Sprintf(format, v...))
-}
-func (l smtpLogger) Println(v ...any) { l.log.Debug("smtp: " + fmt.Sprint(v...)) }
+func (d *Deliverer) enter()    { d.busy.enter() }
+func (d *Deliverer) leave()    { d.busy.leave() }
+func (d *Deliverer) waitIdle() { d.busy.wait() }
 
 // ---- sessions ----
 

@@ -303,6 +303,9 @@ func TestBackendBadFlags(t *testing.T) {
 	for _, tc := range []struct{ args, want string }{
 		{"--max-message-size 0", "--max-message-size"},
 		{"--lmtp-addr 127.0.0.1:notaport", "--lmtp-addr"},
+		{"--submission-addr 127.0.0.1:0", "--relay-host"},
+		{"--relay-host nohostport", "--relay-host"},
+		{"--relay-host 127.0.0.1:25 --queue-retry 0s", "--queue-retry"},
 	} {
 		args := append([]string{"backend", "--mail-dir", t.TempDir(), "--http-addr", ""}, strings.Fields(tc.args)...)
 		out, err := exec.Command(binary, args...).CombinedOutput()

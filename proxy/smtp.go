@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -346,8 +347,23 @@ func (m *smtpSubmission) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.CloseWithResponse()
-	return smtpReply(err, &m.be)
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return smtpReply(err, &m.be)
+	}
+	return smtpOK(resp.StatusText)
+}
+
+// smtpOK passes the backend's 250 to DATA on (its text names the queue
+// id, which users quote when asking where their mail went). go-smtp
+// writes a Data error as it is, so a 250 is returned as one.
+func smtpOK(text string) error {
+	code, msg, ok := strings.Cut(text, " ")
+	var ec smtp.EnhancedCode
+	if _, err := fmt.Sscanf(code, "%d.%d.%d", &ec[0], &ec[1], &ec[2]); !ok || err != nil || ec[0] != 2 {
+		return nil // go-smtp's own 250
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: ec, Message: msg}
 }
 
 func (m *smtpSubmission) Reset() {

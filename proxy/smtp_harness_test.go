@@ -319,12 +319,19 @@ func (s *fakeSMTPSession) record(m fakeMail) {
 	s.f.delivered <- m
 }
 
+// Data takes the message; the reply is the first recipient's dataReply
+// if it has one (a 250 with a text of its own, say).
 func (s *fakeSMTPSession) Data(r io.Reader) error {
 	m, err := s.receive(r)
 	if err != nil {
 		return err
 	}
 	s.record(m)
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if len(m.rcpts) > 0 && s.f.dataReply[m.rcpts[0]] != nil {
+		return s.f.dataReply[m.rcpts[0]]
+	}
 	return nil
 }
 

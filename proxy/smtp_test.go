@@ -98,6 +98,39 @@ func TestSubmissionRelaysAsUser(t *testing.T) {
 
 func errorsAs(err error, se **smtp.SMTPError) bool { return errors.As(err, se) }
 
+// The backend's 250 to DATA reaches the client as it is: its text names
+// the backend's queue id.
+func TestSubmissionPassesBackendOK(t *testing.T) {
+	be := startFakeSMTP(t, fakeSMTPOpts{})
+	be.users["alice@example.com"] = "secret"
+	be.dataReply["bob@example.org"] = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "queued as 0123ABCD"}
+	env := startSMTPProxy(t, Config{}, Submission, SMTPOptions{})
+	env.dir.add("alice@example.com", "secret", be.addr)
+	c, err := smtp.Dial(env.px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "alice@example.com", "secret")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("alice@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("bob@example.org", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, smtpMsg)
+	resp, err := w.CloseWithResponse()
+	if err != nil || resp.StatusText != "2.0.0 queued as 0123ABCD" {
+		t.Fatalf("reply to DATA: %+v, %v", resp, err)
+	}
+}
+
 func TestSubmissionAuthLogin(t *testing.T) {
 	be := startFakeSMTP(t, fakeSMTPOpts{keepBody: true})
 	be.users["bob"] = "pw"

@@ -20,6 +20,7 @@ import (
 	backendimap "github.com/tohost/tohost/backend/imap"
 	"github.com/tohost/tohost/backend/maildir"
 	"github.com/tohost/tohost/backend/pop3"
+	"github.com/tohost/tohost/backend/queue"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
@@ -47,6 +48,12 @@ type backendFlags struct {
 	pop3MarkSeen   bool
 
 	master masterFlags
+
+	// submission and the outbound queue
+	submissionAddr string
+	relayHost      string
+	queueRetry     time.Duration
+	queueLifetime  time.Duration
 }
 
 // Where the backend listens when no listener flag is given.
@@ -94,6 +101,10 @@ deletions happen at QUIT.`,
 	fl.BoolVar(&f.pop3MarkSeen, "pop3-mark-seen", true, "flag messages retrieved over POP3 \\Seen when the session ends with QUIT")
 	f.master.register(fl, "IMAP master login name: AUTHENTICATE PLAIN with a user as authorization identity and these credentials logs in as that user, wherever its mailbox lives (for tohost user move; off unless both master flags are given)",
 		"file holding the IMAP master login's password")
+	fl.StringVar(&f.submissionAddr, "submission-addr", "", "SMTP submission listen address: AUTH, then mail to anyone, queued under <mail-dir>/.queue and relayed (off unless given; needs --relay-host)")
+	fl.StringVar(&f.relayHost, "relay-host", "", "host:port every queued message is delivered to over SMTP: the site's outbound MTA, or a tohost proxy's SMTP port")
+	fl.DurationVar(&f.queueRetry, "queue-retry", time.Minute, "wait before a queued message is tried again; it doubles at each attempt, up to an hour")
+	fl.DurationVar(&f.queueLifetime, "queue-lifetime", 5*24*time.Hour, "how long a queued recipient is tried before it fails and the sender gets a bounce")
 	return cmd
 }
 
@@ -101,7 +112,22 @@ func (f *backendFlags) check() error {
 	return errors.Join(f.listen.check(),
 		within("directory-conns", f.dirConns, 1, 1024),
 		atLeast("max-message-size", int(min(f.maxMessageSize, 1<<40)), 1),
-		within("max-recipients", f.maxRecipients, 1, 100_000))
+		within("max-recipients", f.maxRecipients, 1, 100_000),
+		atLeast("queue-retry", f.queueRetry, time.Second),
+		atLeast("queue-lifetime", f.queueLifetime, time.Second),
+		f.checkSubmission())
+}
+
+func (f *backendFlags) checkSubmission() error {
+	if f.submissionAddr != "" && f.relayHost == "" {
+		return errors.New("--submission-addr needs --relay-host: the host:port queued mail is delivered to")
+	}
+	if f.relayHost != "" {
+		if _, _, err := net.SplitHostPort(f.relayHost); err != nil {
+			return fmt.Errorf("--relay-host: %w", err)
+		}
+	}
+	return nil
 }
 
 // backendRun is what the backend's servers share.
@@ -138,7 +164,8 @@ func (r *backendRun) listen(flag, addr string, implicit bool, refusal string) (n
 // when no listener flag was given (then LMTP and SMTP listen on loopback).
 func backendServers(r *backendRun) (given bool, err error) {
 	f := r.f
-	given = f.lmtpAddr != "" || f.smtpAddr != "" || f.imapAddr != "" || f.imapsAddr != "" || f.pop3Addr != "" || f.pop3sAddr != ""
+	given = f.lmtpAddr != "" || f.smtpAddr != "" || f.imapAddr != "" || f.imapsAddr != "" || f.pop3Addr != "" || f.pop3sAddr != "" ||
+		f.submissionAddr != ""
 	lmtpAddr, smtpAddr := f.lmtpAddr, f.smtpAddr
 	if !given {
 		lmtpAddr, smtpAddr = backendDefaultLMTP, backendDefaultSMTP
@@ -230,7 +257,52 @@ func backendServers(r *backendRun) (given bool, err error) {
 		}
 	}
 
+	if err := backendSubmission(r); err != nil {
+		return given, err
+	}
 	return given, nil
+}
+
+// backendSubmission opens the outbound queue when there is a relay host
+// (so that a queue left from an earlier run drains even without
+// submission) and the submission listener when asked for.
+func backendSubmission(r *backendRun) error {
+	f := r.f
+	if f.relayHost == "" {
+		return nil
+	}
+	mailDir, err := filepath.Abs(f.mailDir)
+	if err != nil {
+		return fmt.Errorf("--mail-dir: %w", err)
+	}
+	hostname := f.hostname
+	if hostname == "" {
+		hostname = f.name
+	}
+	q, err := queue.Open(queue.Config{Dir: filepath.Join(mailDir, ".queue"), Relay: f.relayHost, Hostname: hostname,
+		Retry: f.queueRetry, Lifetime: f.queueLifetime, Logger: r.log, Metrics: queue.NewMetrics(r.reg)})
+	if err != nil {
+		return err
+	}
+	r.d.Go("queue", q.Run)
+	if f.submissionAddr == "" {
+		return nil
+	}
+	srv, err := backend.NewSubmitter(backend.SubmissionConfig{
+		Name: f.name, AcceptDefault: f.acceptDefault, Directory: r.dir, Queue: q,
+		MaxMessageBytes: f.maxMessageSize, MaxRecipients: f.maxRecipients,
+		IdleTimeout: f.listen.idleTimeout, DrainTimeout: f.listen.shutdownTimeout,
+		TLS: r.tls, Hostname: f.hostname, Logger: r.log, Metrics: backend.NewSubmissionMetrics(r.reg),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := r.listen("submission-addr", f.submissionAddr, false, "421 4.7.0 Too many connections, try again later\r\n")
+	if err != nil {
+		return err
+	}
+	r.d.Serve("submission", ln, srv.Serve)
+	return nil
 }
 
 func runBackend(cmd *cobra.Command, f *backendFlags) error {

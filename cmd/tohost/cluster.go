@@ -86,6 +86,7 @@ const (
 	backendPOP3    = 2110
 	backendLMTP    = 2424
 	backendSMTP    = 2525
+	backendSubm    = 2587
 )
 
 func init() { root.AddCommand(newClusterCmd()) }
@@ -135,19 +136,23 @@ func runCluster(ctx context.Context, out io.Writer, f clusterFlags) error {
 	common := []string{"--log-level", f.logLevel, "--http-addr", ""}
 	daemons := []clusterDaemon{{newDirectoryCmd(), append([]string{"--data-dir", filepath.Join(f.dataDir, "directory"),
 		"--postgres", f.postgres, "--redis", f.redis, "--tcpauth-addr", dirAddr, "--ldap-addr", ""}, common...), dirAddr}}
+	// The backends relay their users' outgoing mail to the proxy's SMTP
+	// port, which routes local recipients to their backends. The proxy
+	// starts after them: until it listens, their queues retry.
+	smtpAddr := f.addr("127.0.0.1", clusterSMTP)
 	for i, b := range clusterBackends {
 		daemons = append(daemons, clusterDaemon{newBackendCmd(), append([]string{"--name", b, "--directory", dirAddr,
 			"--mail-dir", filepath.Join(f.dataDir, fmt.Sprintf("backend%d", i+1)),
 			"--lmtp-addr", f.addr(b, backendLMTP), "--smtp-addr", f.addr(b, backendSMTP),
 			"--imap-addr", f.addr(b, backendIMAP), "--pop3-addr", f.addr(b, backendPOP3),
+			"--submission-addr", f.addr(b, backendSubm), "--relay-host", smtpAddr,
 			"--master-user", clusterMasterUser, "--master-password-file", masterFile}, common...), f.addr(b, backendLMTP)})
 	}
-	smtpAddr := f.addr("127.0.0.1", clusterSMTP)
 	daemons = append(daemons, clusterDaemon{newProxyCmd(), append([]string{"--directory", dirAddr, "--hostname", "localhost",
 		"--imap-addr", f.addr("127.0.0.1", clusterIMAP), "--pop3-addr", f.addr("127.0.0.1", clusterPOP3),
 		"--submission-addr", f.addr("127.0.0.1", clusterSubm), "--smtp-addr", smtpAddr,
 		"--backend-imap-port", strconv.Itoa(backendIMAP + f.portOffset), "--backend-pop3-port", strconv.Itoa(backendPOP3 + f.portOffset),
-		"--backend-smtp-port", strconv.Itoa(backendLMTP + f.portOffset), "--backend-submission-port", strconv.Itoa(backendSMTP + f.portOffset)}, common...), smtpAddr})
+		"--backend-smtp-port", strconv.Itoa(backendLMTP + f.portOffset), "--backend-submission-port", strconv.Itoa(backendSubm + f.portOffset)}, common...), smtpAddr})
 
 	// One daemon stopping (or failing) stops the others.
 	ctx, cancel := context.WithCancel(ctx)
@@ -296,11 +301,11 @@ func writeDemoUsers(file string, users []demoUser) error {
 func printClusterUsage(out io.Writer, f clusterFlags, users []demoUser) {
 	fmt.Fprintf(out, `tohost cluster running (Ctrl-C stops it), data in %s
   directory   TCPAuth %s
-  backends    %s and %s (IMAP %d, POP3 %d, LMTP %d, SMTP %d)
+  backends    %s and %s (IMAP %d, POP3 %d, LMTP %d, SMTP %d, submission %d)
   proxy       IMAP %s  POP3 %s  submission %s  SMTP %s
 demo users (also in %s):
 `, f.dataDir, f.addr("127.0.0.1", clusterDirPort), clusterBackends[0], clusterBackends[1],
-		backendIMAP+f.portOffset, backendPOP3+f.portOffset, backendLMTP+f.portOffset, backendSMTP+f.portOffset,
+		backendIMAP+f.portOffset, backendPOP3+f.portOffset, backendLMTP+f.portOffset, backendSMTP+f.portOffset, backendSubm+f.portOffset,
 		f.addr("127.0.0.1", clusterIMAP), f.addr("127.0.0.1", clusterPOP3), f.addr("127.0.0.1", clusterSubm),
 		f.addr("127.0.0.1", clusterSMTP), filepath.Join(f.dataDir, "demo-users.txt"))
 	for _, u := range users {
@@ -314,7 +319,12 @@ demo users (also in %s):
 		other = clusterBackends[1]
 	}
 	fmt.Fprintf(out, "move %s's mailbox to the other backend while mail keeps coming:\n"+
-		"  tohost user move %s %s --directory %s --backend-imap-port %d --master-user %s --master-password-file %s\nready\n",
+		"  tohost user move %s %s --directory %s --backend-imap-port %d --master-user %s --master-password-file %s\n",
 		u.name, u.name, other, f.addr("127.0.0.1", clusterDirPort), backendIMAP+f.portOffset,
 		clusterMasterUser, filepath.Join(f.dataDir, "master-password"))
+	to := users[len(users)-1]
+	fmt.Fprintf(out, "send mail as %s to %s through the proxy's submission port:\n"+
+		"  printf 'From: %s\\r\\nTo: %s\\r\\nSubject: hello\\r\\n\\r\\nHello!\\r\\n' |\n"+
+		"    curl smtp://%s --mail-from %s --mail-rcpt %s -u %s:%s -T -\nready\n",
+		u.name, to.name, u.name, to.name, f.addr("127.0.0.1", clusterSubm), u.name, to.name, u.name, u.password)
 }
