@@ -418,6 +418,10 @@ func TestE2EDirectoryRestart(t *testing.T) {
 	for _, p := range c.proxies {
 		untilLogin(t, p.imap, "ann@example.com", "pw-ann")
 		untilLogin(t, p.imap, "ben@example.com", "pw-ben")
+	}
+	// After the right ones: a failure makes the directory refuse that
+	// user's next check from the same client for a while.
+	for _, p := range c.proxies {
 		if l := imapLogin(t, p.imap, "ann@example.com", "wrong"); !strings.HasPrefix(l, "a NO [AUTHENTICATIONFAILED]") {
 			t.Fatalf("%s: wrong password with the directory back: %q", p.name, l)
 		}

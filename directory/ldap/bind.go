@@ -55,10 +55,12 @@ func (s *Server) authenticate(r *gldap.Request, m *gldap.SimpleBindMessage, ss *
 		return gldap.ResultInvalidCredentials, ""
 	}
 	client, name, key := s.penaltyKey(r, t)
-	if s.cfg.Penalty.Cooling(key) {
-		// Too soon after a failure: refused unchecked, so a guesser
-		// learns nothing from it.
-		return gldap.ResultInvalidCredentials, ""
+	// After a failure the next bind of that name from that client waits
+	// out its delay first. LDAP answers each request by its message ID
+	// and a client waits for its bind anyway, so the wait holds up
+	// nobody else; the right password afterwards still succeeds.
+	if s.cfg.Penalty.Wait(s.ctx, key) != nil {
+		return gldap.ResultUnavailable, "server stopping"
 	}
 	code, msg := s.verify(r, t, pass, ss)
 	switch code {

@@ -224,12 +224,18 @@ func (c *conn) search(req *authent.Request, rep *authent.Reply) outcome {
 func (c *conn) auth(req *authent.Request, rep *authent.Reply) outcome {
 	addr := listen.PeerIP(c.nc).String()
 	key := addr + " auth"
-	cooling := c.srv.cfg.Penalty.Cooling(key)
-	if cooling || !c.srv.secretOK(req.Secret) {
+	// A wrong secret is waited out before the next is compared. auth
+	// runs in the reader, after every earlier reply, so the wait holds up
+	// this connection only; a client with the right secret from the same
+	// address is slowed, not refused (a secret being rotated must not
+	// lock the other clients of a host out).
+	if c.srv.cfg.Penalty.Wait(c.ctx, key) != nil {
+		rep.Err("authentication failed")
+		return outcomeErr
+	}
+	if !c.srv.secretOK(req.Secret) {
 		c.authFails++
-		if !cooling {
-			c.srv.failedLogin("auth", key, addr, "")
-		}
+		c.srv.failedLogin("auth", key, addr, "")
 		rep.Err("authentication failed")
 		return outcomeErr
 	}

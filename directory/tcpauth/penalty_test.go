@@ -74,16 +74,23 @@ func TestCheckPenaltyLogsBursts(t *testing.T) {
 	}
 }
 
-// TestAuthPenalty: after a wrong secret even the right one is refused for
-// the window, and the third wrong one closes the connection.
+// TestAuthPenalty: after a wrong secret the next one is compared only
+// once the delay has passed (the right one then succeeds), and the third
+// wrong one closes the connection.
 func TestAuthPenalty(t *testing.T) {
-	pen := penalty.New[string](penalty.Config{Base: time.Hour, Max: time.Hour})
+	const base = 100 * time.Millisecond
+	pen := penalty.New[string](penalty.Config{Base: base, Max: time.Second})
 	h := start(t, Config{AdminAllow: []netip.Prefix{}, Secret: "s3cret", Penalty: pen}, nil)
 	c := h.dial(t)
 	c.expect("auth wrong", "-ERR authentication failed")
-	c.expect("auth s3cret", "-ERR authentication failed")
-	c.expect("auth s3cret", "-ERR authentication failed")
+	c.expect("auth wrong", "-ERR authentication failed")
+	c.expect("auth wrong", "-ERR authentication failed")
 	c.expectClosed()
 	c = h.dial(t)
-	c.expect("auth s3cret", "-ERR authentication failed") // the same address, still in its window
+	start := time.Now()
+	c.expect("auth s3cret", "+OK")
+	if waited := time.Since(start); waited < 4*base { // three failures: 100, 200, 400 ms
+		t.Fatalf("the right secret after three wrong ones was compared after %v, not after the %v penalty", waited, 4*base)
+	}
+	c.expect("ping", "+OK pong")
 }
