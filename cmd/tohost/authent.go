@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/protocol/authent"
 )
 
@@ -56,6 +57,21 @@ func loadCAs(flag, path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s: no PEM certificate in %s", flag, path)
 	}
 	return pool, nil
+}
+
+// reloadOn makes SIGHUP to d read --secret-file again for the new
+// connections of c (a secret being rotated on the directory).
+func (f *dirClientFlags) reloadOn(d *daemon.Daemon, c *authent.Client) {
+	if f.secretFile == "" {
+		return
+	}
+	d.OnReload("--secret-file", func() error {
+		var secret string
+		if err := readSecretFile("--secret-file", f.secretFile, &secret); err != nil {
+			return err
+		}
+		return c.SetSecret(secret)
+	})
 }
 
 // client builds a client from the flags.

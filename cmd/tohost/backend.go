@@ -350,6 +350,7 @@ func runBackend(cmd *cobra.Command, f *backendFlags) error {
 		return err
 	}
 	d.OnStop(dir.Close)
+	f.dir.reloadOn(d, dir)
 
 	r := &backendRun{f: f, d: d, log: log, reg: reg, gate: gate, tls: tlsCfg, store: store, dir: dir}
 	given, err := backendServers(r)

@@ -204,6 +204,7 @@ func runProxy(cmd *cobra.Command, f proxyFlags) error {
 		return err
 	}
 	d.OnStop(dir.Close)
+	f.dir.reloadOn(d, dir)
 	cfg.Directory = dir
 	cfg.Metrics = proxy.NewMetrics(reg)
 

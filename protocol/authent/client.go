@@ -52,6 +52,7 @@ type ClientConfig struct {
 // directory addresses. It is safe for concurrent use.
 type Client struct {
 	cfg    ClientConfig
+	secret atomic.Pointer[string] // sent by new connections; SetSecret changes it
 	addrs  []*addrState
 	slots  []*slot
 	next   atomic.Uint32
@@ -242,6 +243,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		}
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger}
+	c.secret.Store(&cfg.Secret)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -256,6 +258,18 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.slots[i] = &slot{}
 	}
 	return c, nil
+}
+
+// SetSecret changes the secret new connections send (a secret file read
+// again on SIGHUP). Connections already authenticated stay as they are.
+func (c *Client) SetSecret(secret string) error {
+	if secret != "" {
+		if err := checkWord("secret", secret, false); err != nil {
+			return fmt.Errorf("authent client: %w", err)
+		}
+	}
+	c.secret.Store(&secret)
+	return nil
 }
 
 // Close closes every connection; requests in flight fail with
@@ -467,9 +481,9 @@ func (c *Client) dialAddr(i int, deadline time.Time) (*conn, error) {
 		return nil, err
 	}
 	cn := newConn(c, nc, i)
-	if c.cfg.Secret != "" {
+	if secret := *c.secret.Load(); secret != "" {
 		dl, _ := ctx.Deadline()
-		if err := cn.authenticate(c.cfg.Secret, dl); err != nil {
+		if err := cn.authenticate(secret, dl); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("%s: %w", addr, err)
 		}

@@ -799,3 +799,31 @@ func FuzzParseUserLine(f *testing.F) {
 		}
 	})
 }
+
+// TestClientSetSecret: after SetSecret new connections send the new
+// secret; a secret the protocol cannot carry is refused.
+func TestClientSetSecret(t *testing.T) {
+	f := startFake(t, "A", "127.0.0.1:0")
+	f.mu.Lock()
+	f.secret = "new-secret"
+	f.mu.Unlock()
+	c := newClient(t, authent.ClientConfig{Addrs: []string{f.addr}, Secret: "old-secret", RetryAfter: 10 * time.Millisecond})
+	if _, err := c.Lookup(context.Background(), "bob"); !errors.Is(err, authent.ErrUnavailable) {
+		t.Fatalf("with the old secret: %v", err)
+	}
+	if err := c.SetSecret("new secret"); err == nil {
+		t.Fatal("a secret with a space accepted")
+	}
+	if err := c.SetSecret("new-secret"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := c.Lookup(context.Background(), "bob")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with the new secret: %v", err)
+		}
+	}
+}
