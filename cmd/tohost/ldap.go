@@ -26,6 +26,8 @@ type ldapFlags struct {
 	adminPassword     string
 	adminPasswordFile string
 	penalty           *penalty.Penalty[string] // shared with TCPAuth; set by the directory, not a flag
+	sizeLimit         int
+	timeLimit         time.Duration
 }
 
 func (f *ldapFlags) register(fl *pflag.FlagSet) {
@@ -36,6 +38,8 @@ func (f *ldapFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.adminDN, "ldap-admin-dn", "", "the LDAP admin's DN (default cn=admin,<base>)")
 	fl.StringVar(&f.adminPassword, "ldap-admin-password", "", "the LDAP admin's password (prefer --ldap-admin-password-file); none: no admin")
 	fl.StringVar(&f.adminPasswordFile, "ldap-admin-password-file", "", "file holding the LDAP admin's password")
+	fl.IntVar(&f.sizeLimit, "ldap-size-limit", ldap.DefaultSizeLimit, "entries one LDAP search returns (a paged search: per page); the admin is exempt; 0: no limit")
+	fl.DurationVar(&f.timeLimit, "ldap-time-limit", ldap.DefaultTimeLimit, "how long one LDAP search may run; the admin is exempt; 0: no limit")
 }
 
 // serve opens the configured LDAP listeners behind gate and adds them to
@@ -48,9 +52,12 @@ func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Se
 	if f.ldapsAddr != "" && tlsCfg == nil {
 		return fmt.Errorf("--ldaps-addr needs --tls-cert and --tls-key")
 	}
+	if f.sizeLimit < 0 || f.timeLimit < 0 {
+		return fmt.Errorf("--ldap-size-limit and --ldap-time-limit must not be negative (0: no limit)")
+	}
 	cfg := ldap.Config{Base: f.base, AdminDN: f.adminDN, AdminPassword: f.adminPassword,
 		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics,
-		IdleTimeout: idle, Penalty: f.penalty}
+		IdleTimeout: idle, Penalty: f.penalty, SizeLimit: noneIfZero(f.sizeLimit), TimeLimit: noneIfZero(f.timeLimit)}
 	if err := readSecretFile("--ldap-admin-password-file", f.adminPasswordFile, &cfg.AdminPassword); err != nil {
 		return err
 	}
@@ -70,4 +77,13 @@ func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Se
 		d.Serve("ldaps", ln, srv.Serve)
 	}
 	return nil
+}
+
+// noneIfZero maps a flag's 0 ("no limit", as ldapsearch -z 0) to the
+// negative value that means none in ldap.Config, where 0 is the default.
+func noneIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }

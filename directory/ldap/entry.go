@@ -1,6 +1,7 @@
 package ldap
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -239,8 +240,16 @@ func timeValue(t time.Time) []string {
 type selection struct {
 	all  bool     // "*", or no list: every user attribute
 	ops  bool     // "+": every operational attribute
-	keys []string // attributes asked for by name
+	keys []string // attributes asked for by name, without duplicates
+	// set holds keys once there are more than a few, so that building and
+	// consulting a long list costs linear time, not quadratic.
+	set map[string]struct{}
 }
+
+// smallSelection is the longest list searched without a map: mail
+// software asks for a handful of attributes, and a scan of a few is
+// cheaper than a map.
+const smallSelection = 8
 
 func newSelection(list []string) selection {
 	var s selection
@@ -257,22 +266,36 @@ func newSelection(list []string) selection {
 		case "1.1":
 			// no attributes, unless others are listed too
 		default:
-			k := attrKey(a)
-			if !s.has(k) {
-				s.keys = append(s.keys, k)
-			}
+			s.add(attrKey(a))
 		}
 	}
 	return s
 }
 
-func (s selection) has(key string) bool {
-	for _, k := range s.keys {
-		if k == key {
-			return true
+// add appends key unless it is listed already (keys are attrKeys, so the
+// comparison ignores case).
+func (s *selection) add(key string) {
+	if s.has(key) {
+		return
+	}
+	s.keys = append(s.keys, key)
+	switch {
+	case s.set != nil:
+		s.set[key] = struct{}{}
+	case len(s.keys) > smallSelection:
+		s.set = make(map[string]struct{}, 2*len(s.keys))
+		for _, k := range s.keys {
+			s.set[k] = struct{}{}
 		}
 	}
-	return false
+}
+
+func (s selection) has(key string) bool {
+	if s.set != nil {
+		_, ok := s.set[key]
+		return ok
+	}
+	return slices.Contains(s.keys, key)
 }
 
 func (s selection) wants(key string) bool {

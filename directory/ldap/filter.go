@@ -47,16 +47,16 @@ const (
 
 var errBadFilter = errors.New("malformed filter")
 
-// maxFilterDepth bounds nesting, so a hostile filter cannot recurse deep.
-const maxFilterDepth = 64
-
 // compileFilter reads the filter as the client sent it. Values are kept
 // lower-cased: every attribute the tree serves matches case-insensitively,
 // except userPassword, which is compared exactly.
 func compileFilter(p *ber.Packet) (*filter, error) { return compile(p, 0) }
 
 func compile(p *ber.Packet, depth int) (*filter, error) {
-	if p == nil || p.ClassType != ber.ClassContext || depth > maxFilterDepth {
+	if depth > maxFilterDepth {
+		return nil, errFilterDepth
+	}
+	if p == nil || p.ClassType != ber.ClassContext {
 		return nil, errBadFilter
 	}
 	f := &filter{op: uint8(p.Tag)}

@@ -3,6 +3,7 @@ package ldap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jimlambrt/gldap"
@@ -12,7 +13,9 @@ import (
 
 // search answers a search request. Entries are written as they are found
 // (the connection's buffer goes out whenever it fills), so a search over
-// every user holds one user in memory at a time.
+// every user holds one user in memory at a time. What a request may cost
+// is decided before any of it is spent: access first, then the bounds on
+// its shape (limits.go), and its size and time limits bound the rest.
 func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.SearchMessage) {
 	ss := sessionOf(r)
 	done := func(code int, msg, matched string, controls ...gldap.Control) {
@@ -32,7 +35,22 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 		done(gldap.ResultProtocolError, "unknown search scope", "")
 		return
 	}
+	// The root DSE (the empty DN) is readable before any bind (RFC 4512
+	// 5.1); nothing else is, without AnonymousRead.
+	rootDSE := m.BaseDN == "" && m.Scope == gldap.BaseObject
+	if !rootDSE && ss.anonymous() && !s.cfg.AnonymousRead {
+		done(gldap.ResultInsufficientAccessRights, "anonymous search is not allowed: bind first", "")
+		return
+	}
+	if msg := overLimit(m); msg != "" {
+		done(gldap.ResultAdminLimitExceeded, msg, "")
+		return
+	}
 	f, err := compileFilter(m.FilterPacket)
+	if errors.Is(err, errFilterDepth) {
+		done(gldap.ResultAdminLimitExceeded, err.Error(), "")
+		return
+	}
 	if err != nil {
 		done(gldap.ResultProtocolError, err.Error(), "")
 		return
@@ -42,17 +60,13 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 		done(gldap.ResultInvalidDNSyntax, "invalid base DN", "")
 		return
 	}
+	pc := pagingControl(m.Controls)
+	lim := s.limitsFor(ss, m, pc)
 	q := &query{s: s, w: w, r: r, f: f, sel: newSelection(m.Attributes), typesOnly: m.TypesOnly,
-		password: ss.admin, sizeLimit: int(max(m.SizeLimit, 0))}
-
-	// The root DSE is readable before any bind (RFC 4512 5.1).
-	if t.kind == kindRoot && m.Scope == gldap.BaseObject {
+		password: ss.admin, sizeLimit: lim.size}
+	if rootDSE {
 		q.offerStatic(s.root)
 		done(gldap.ResultSuccess, "", "")
-		return
-	}
-	if ss.anonymous() && !s.cfg.AnonymousRead {
-		done(gldap.ResultInsufficientAccessRights, "anonymous search is not allowed: bind first", "")
 		return
 	}
 	if !q.scope(t, m.Scope, ss) {
@@ -60,7 +74,6 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 		return
 	}
 
-	pc := pagingControl(m.Controls)
 	var hash uint32
 	if pc != nil {
 		hash = searchHash(m)
@@ -77,16 +90,13 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 			done(gldap.ResultSuccess, "", "", &gldap.ControlPaging{})
 			return
 		}
-		q.pageSize = int(pc.PagingSize)
+		q.pageSize = lim.page
 	}
 
-	ctx := s.ctx
-	if m.TimeLimit > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(m.TimeLimit)*time.Second)
-		defer cancel()
-	}
-	err = q.run(ctx)
+	p := q.plan()
+	ctx, cancel := q.context(p, lim.time)
+	defer cancel()
+	err = q.run(ctx, p)
 	var controls []gldap.Control
 	if pc != nil {
 		next := &gldap.ControlPaging{}
@@ -99,8 +109,15 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 	case errors.Is(err, errStop) || err == nil:
 	case errors.Is(err, errClientGone):
 		return
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
-		done(gldap.ResultTimeLimitExceeded, "", "")
+	case ctx.Err() != nil:
+		// Cut short: by its time limit, its client or the server.
+		switch context.Cause(ctx) {
+		case gldap.ErrClientGone:
+		case errTimeLimit:
+			done(gldap.ResultTimeLimitExceeded, fmt.Sprintf("time limit of %v exceeded", lim.time), "", controls...)
+		default:
+			done(gldap.ResultUnavailable, "server stopping", "")
+		}
 		return
 	default:
 		code, msg := s.failure("search", r, err)
@@ -112,7 +129,7 @@ func (s *Server) search(w *gldap.ResponseWriter, r *gldap.Request, m *gldap.Sear
 		return
 	}
 	if q.sizeExceeded {
-		done(gldap.ResultSizeLimitExceeded, "", "", controls...)
+		done(gldap.ResultSizeLimitExceeded, fmt.Sprintf("size limit of %d entries exceeded", q.sizeLimit), "", controls...)
 		return
 	}
 	done(gldap.ResultSuccess, "", "", controls...)
@@ -198,8 +215,38 @@ func (q *query) scope(t target, scope gldap.Scope, ss *session) bool {
 	return true
 }
 
+// plan is how the search finds its users.
+func (q *query) plan() plan {
+	switch {
+	case !q.users:
+		return plan{exact: true}
+	case q.baseUser != "":
+		name := normalized(q.baseUser)
+		return plan{exact: true, names: []string{name}}
+	case q.only != "":
+		return plan{exact: true, names: []string{q.only}}
+	}
+	return planFor(q.f)
+}
+
+// context is what the search runs under. A search of one user by name (the
+// lookup of a mail server, the hot path) is over in microseconds: it runs
+// under the server's context, untimed and unwatched. Any other is
+// cancelled when its client goes away, the server stops, or its time
+// limit passes.
+func (q *query) context(p plan, limit time.Duration) (context.Context, context.CancelFunc) {
+	if p.exact && len(p.names) <= 1 {
+		return q.s.ctx, func() {}
+	}
+	ctx := q.r.Context()
+	if limit <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, limit, errTimeLimit)
+}
+
 // run sends the entries in scope that match, from the cursor on.
-func (q *query) run(ctx context.Context) error {
+func (q *query) run(ctx context.Context, p plan) error {
 	if q.cur.phase == phaseStatic {
 		for i := q.cur.static; i < len(q.statics); i++ {
 			if q.f.eval(q.statics[i]) != resTrue {
@@ -221,22 +268,14 @@ func (q *query) run(ctx context.Context) error {
 	if q.cur.phase == phaseUsers {
 		after = q.cur.after
 	}
-	p := planFor(q.f)
-	switch {
-	case q.baseUser != "":
-		name := normalized(q.baseUser)
-		if name == "" {
-			return directory.ErrNotFound
-		}
-		p = plan{exact: true, names: []string{name}}
-	case q.only != "":
-		p = plan{exact: true, names: []string{q.only}}
-	}
 	if !p.exact {
 		p.match.After = after
 		return q.s.svc.SearchUsers(ctx, p.match, func(u *directory.User) error { return q.offer(ctx, u) })
 	}
 	for _, name := range p.names {
+		if name == "" {
+			return directory.ErrNotFound // the base names no possible user
+		}
 		if name <= after {
 			continue
 		}

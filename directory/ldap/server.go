@@ -74,9 +74,20 @@ type Config struct {
 	// Metrics, when set, counts requests and their latency.
 	Metrics *Metrics
 	// Penalty slows guessing: after a failed bind (by client address and
-	// name), binds inside the growing window are refused unchecked. The
+	// name), the next bind of that name from that client waits out a growing delay. The
 	// directory shares one with TCPAuth. nil: none.
 	Penalty *penalty.Penalty[string]
+	// SizeLimit bounds the entries one search returns (default
+	// DefaultSizeLimit, as slapd's sizelimit; negative: none). Past it
+	// the search ends with sizeLimitExceeded, keeping the entries sent.
+	// A paged search is bounded per page instead: a larger page size is
+	// cut to SizeLimit. The admin is exempt.
+	SizeLimit int
+	// TimeLimit bounds how long one search runs (default
+	// DefaultTimeLimit, as slapd's timelimit; negative: none); then it
+	// ends with timeLimitExceeded, keeping the entries sent. The admin is
+	// exempt. A client's own smaller limits in the request hold too.
+	TimeLimit time.Duration
 }
 
 // Server is the LDAP front end of a directory.Service.
@@ -88,8 +99,9 @@ type Server struct {
 	err  error // a configuration error, returned by Serve
 
 	root, base, users *staticEntry // the fixed entries
-	// ctx is for directory calls: requests in progress when Serve's
-	// context ends still finish.
+	// ctx is for directory calls that are not a search's: requests in
+	// progress when Serve's context ends still finish. Searches run under
+	// their request's context, which ends with their connection.
 	ctx context.Context
 }
 
@@ -110,6 +122,12 @@ func New(svc Directory, cfg Config) *Server {
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 10 * time.Minute
 	}
+	if cfg.SizeLimit == 0 {
+		cfg.SizeLimit = DefaultSizeLimit
+	}
+	if cfg.TimeLimit == 0 {
+		cfg.TimeLimit = DefaultTimeLimit
+	}
 	s := &Server{svc: svc, cfg: cfg, log: cfg.Logger, ctx: context.Background()}
 	s.tree, s.err = newTree(cfg.Base, cfg.AdminDN)
 	if s.err == nil {
@@ -120,8 +138,9 @@ func New(svc Directory, cfg Config) *Server {
 }
 
 // Serve accepts connections on ln until ctx is done, then stops accepting,
-// lets requests in progress finish, sends every client a Notice of
-// Disconnection, and returns once all connections are closed.
+// cuts searches in progress short (unavailable), lets other requests in
+// progress finish, sends every client a Notice of Disconnection, and
+// returns once all connections are closed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.err != nil {
 		ln.Close()

@@ -53,7 +53,13 @@ type conn struct {
 	readAt    time.Time // when the read deadline last moved
 	writtenAt time.Time // when the write deadline last moved (under writerMu)
 
-	raw     net.Conn // the accepted connection, under any TLS layer
+	raw net.Conn // the accepted connection, under any TLS layer
+	// ctx is cancelled when no further request can be read, or the
+	// server stops; watcher watches the connection while an inline
+	// request that asked for its Context is served (fork: cancel.go).
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	watcher *watcher
 	valueMu sync.Mutex
 	value   any // the application's per-connection state
 	isTLS   bool
@@ -87,6 +93,7 @@ func newConn(shutdownCtx context.Context, connID int, netConn net.Conn, logger h
 		maxRequest:  DefaultMaxRequestSize,
 		raw:         netConn,
 	}
+	c.ctx, c.cancel = context.WithCancelCause(shutdownCtx)
 	_, c.isTLS = netConn.(*tls.Conn)
 	if err := c.initConn(netConn); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -98,6 +105,7 @@ func newConn(shutdownCtx context.Context, connID int, netConn net.Conn, logger h
 // as the server stops
 func (c *conn) serveRequests() error {
 	const op = "gldap.serveRequests"
+	defer c.cancel(ErrClientGone)
 
 	requestID := 0
 	for {
@@ -162,11 +170,17 @@ func (c *conn) serveRequests() error {
 		// see: https://datatracker.ietf.org/doc/html/rfc4511#section-4.14.1
 		case r.extendedName == ExtendedOperationStartTLS:
 			c.router.serve(w, r)
+			if c.endRequest() {
+				return nil
+			}
 			if err := c.flush(); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
 		case c.inline:
 			c.router.serve(w, r)
+			if c.endRequest() {
+				return nil // the client is gone: nothing to read or answer
+			}
 			// Flush only when the client has sent nothing more:
 			// pipelined requests then share one write.
 			if c.reader.Buffered() == 0 {

@@ -11,6 +11,7 @@ package gldap
 import (
 	"fmt"
 	"net"
+	"strings"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
@@ -299,7 +300,50 @@ func decompileFilter(p *ber.Packet) (string, error) {
 	if err := decodeDNAttributes(p, 0); err != nil {
 		return "", err
 	}
-	return ldap.DecompileFilter(p)
+	var b strings.Builder
+	if err := decompileTo(&b, p); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// decompileTo writes what ldap.DecompileFilter returns for p, in time
+// linear in its size. DecompileFilter returns each nested filter as a
+// string that its parent copies, so a filter nested d deep costs d times
+// its size: 140 ms for 1 MB nested 120 deep, spent on any search request
+// before the server looks at who sent it. Here &, | and ! write into one
+// buffer, and only the leaves go through DecompileFilter.
+func decompileTo(b *strings.Builder, p *ber.Packet) error {
+	var op byte
+	switch p.Tag {
+	case ldap.FilterAnd:
+		op = '&'
+	case ldap.FilterOr:
+		op = '|'
+	case ldap.FilterNot:
+		if len(p.Children) == 0 {
+			_, err := ldap.DecompileFilter(p) // its error for a NOT of nothing
+			return err
+		}
+		op = '!'
+	default:
+		s, err := ldap.DecompileFilter(p)
+		b.WriteString(s)
+		return err
+	}
+	b.WriteByte('(')
+	b.WriteByte(op)
+	kids := p.Children
+	if op == '!' {
+		kids = kids[:1] // DecompileFilter reads the first only
+	}
+	for _, c := range kids {
+		if err := decompileTo(b, c); err != nil {
+			return err
+		}
+	}
+	b.WriteByte(')')
+	return nil
 }
 
 // decodeDNAttributes sets the value of every dnAttributes flag in the

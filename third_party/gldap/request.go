@@ -4,6 +4,7 @@
 package gldap
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ type Request struct {
 	message      Message
 	routeOp      routeOperation
 	extendedName ExtendedOperationName
+	ctx          context.Context // fork: see Context
 }
 
 func newRequest(id int, c *conn, p *packet) (*Request, error) {

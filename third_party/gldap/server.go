@@ -52,7 +52,8 @@ type Server struct {
 // - WithWriteTimeout will set a write time out per connection
 // - WithOnClose will define a callback the server will call every time a connection is closed
 func NewServer(opt ...Option) (*Server, error) {
-	cancelCtx, cancel := context.WithCancel(context.Background())
+	cancelCtx, cancelCause := context.WithCancelCause(context.Background())
+	cancel := func() { cancelCause(ErrServerStopping) }
 	opts := getConfigOpts(opt...)
 
 	if opts.withLogger == nil {

@@ -46,6 +46,9 @@ func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*director
 	for {
 		page, err := s.searchPage(ctx, q, pattern, after, limit)
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err() // the caller gave up (its client left): not an outage
+			}
 			return unavailable(err)
 		}
 		for _, u := range page {
