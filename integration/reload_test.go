@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	goldap "github.com/go-ldap/ldap/v3"
+
 	"github.com/tohost/tohost/internal/testservices"
 )
 
@@ -104,5 +106,60 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 	if d.cmd.ProcessState != nil {
 		t.Fatalf("the directory exited\n%s", d.log)
+	}
+}
+
+// TestLDAPReaderReload: a read-only LDAP account configured by a password
+// file reads users and cannot write; after the file changes and a SIGHUP,
+// new binds need the new password.
+func TestLDAPReaderReload(t *testing.T) {
+	dir := t.TempDir()
+	readerFile := filepath.Join(dir, "reader")
+	if err := os.WriteFile(readerFile, []byte("old-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ldapAddr := freeAddr(t)
+	d := startDirectory(t, filepath.Join(dir, "data"), "--ldap-addr", ldapAddr,
+		"--ldap-reader-dn", "cn=postfix,dc=tohost", "--ldap-reader-password-file", readerFile)
+	c := dial(t, d.addr)
+	c.expect("set a@x pw tohost=b1", "+OK a@x added to database")
+
+	bind := func(pw string) (*goldap.Conn, error) {
+		l, err := goldap.DialURL("ldap://" + ldapAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l, l.Bind("cn=postfix,dc=tohost", pw)
+	}
+	l, err := bind("old-pw")
+	if err != nil {
+		t.Fatalf("reader bind: %v", err)
+	}
+	res, err := l.Search(goldap.NewSearchRequest("ou=users,dc=tohost", goldap.ScopeSingleLevel, goldap.NeverDerefAliases,
+		0, 0, false, "(mail=a@x)", []string{"mailHost", "userPassword"}, nil))
+	if err != nil || len(res.Entries) != 1 || res.Entries[0].GetAttributeValue("mailHost") != "b1" || res.Entries[0].GetAttributeValue("userPassword") != "" {
+		t.Fatalf("reader search: %v %+v", err, res)
+	}
+	mod := goldap.NewModifyRequest("uid=a@x,ou=users,dc=tohost", nil)
+	mod.Replace("tohost", []string{"b2"})
+	if err := l.Modify(mod); !goldap.IsErrorWithCode(err, goldap.LDAPResultInsufficientAccessRights) {
+		t.Fatalf("reader modify: %v", err)
+	}
+
+	os.WriteFile(readerFile, []byte("new-pw\n"), 0o600)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := bind("new-pw"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new reader password never worked")
+		}
+	}
+	if _, err := bind("old-pw"); !goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
+		t.Fatalf("the old reader password after the reload: %v", err)
 	}
 }

@@ -25,6 +25,8 @@ type ldapFlags struct {
 	adminDN           string
 	adminPassword     string
 	adminPasswordFile string
+	readerDNs         []string
+	readerFiles       []string
 	penalty           *penalty.Penalty[string] // shared with TCPAuth; set by the directory, not a flag
 	sizeLimit         int
 	timeLimit         time.Duration
@@ -38,6 +40,8 @@ func (f *ldapFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.adminDN, "ldap-admin-dn", "", "the LDAP admin's DN (default cn=admin,<base>)")
 	fl.StringVar(&f.adminPassword, "ldap-admin-password", "", "the LDAP admin's password (prefer --ldap-admin-password-file); none: no admin")
 	fl.StringVar(&f.adminPasswordFile, "ldap-admin-password-file", "", "file holding the LDAP admin's password")
+	fl.StringArrayVar(&f.readerDNs, "ldap-reader-dn", nil, "DN of a read-only account (mail servers' lookups): reads every user but userPassword, writes nothing; repeat for more, each with its --ldap-reader-password-file")
+	fl.StringArrayVar(&f.readerFiles, "ldap-reader-password-file", nil, "file holding the password of the --ldap-reader-dn in the same position")
 	fl.IntVar(&f.sizeLimit, "ldap-size-limit", ldap.DefaultSizeLimit, "entries one LDAP search returns (a paged search: per page); the admin is exempt; 0: no limit")
 	fl.DurationVar(&f.timeLimit, "ldap-time-limit", ldap.DefaultTimeLimit, "how long one LDAP search may run; the admin is exempt; 0: no limit")
 }
@@ -58,10 +62,22 @@ func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Se
 	cfg := ldap.Config{Base: f.base, AdminDN: f.adminDN, AdminPassword: f.adminPassword,
 		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics,
 		IdleTimeout: idle, Penalty: f.penalty, SizeLimit: noneIfZero(f.sizeLimit), TimeLimit: noneIfZero(f.timeLimit)}
-	if err := readSecretFile("--ldap-admin-password-file", f.adminPasswordFile, &cfg.AdminPassword); err != nil {
+	admin, readers, err := f.passwords()
+	if err != nil {
 		return err
 	}
+	cfg.AdminPassword = admin
+	for i, dn := range f.readerDNs {
+		cfg.Readers = append(cfg.Readers, ldap.Reader{DN: dn, Password: readers[i]})
+	}
 	srv := ldap.New(svc, cfg)
+	d.OnReload("ldap passwords", func() error {
+		admin, readers, err := f.passwords()
+		if err != nil {
+			return err
+		}
+		return srv.SetPasswords(admin, readers)
+	})
 	if f.addr != "" {
 		ln, err := gate.Listen(f.addr, listen.Options{Refusal: ldap.Refusal})
 		if err != nil {
@@ -86,4 +102,26 @@ func noneIfZero[T int | time.Duration](v T) T {
 		return -1
 	}
 	return v
+}
+
+// passwords reads the admin's password (the flag, or its file) and each
+// reader's password file, in --ldap-reader-dn's order.
+func (f *ldapFlags) passwords() (admin string, readers []string, err error) {
+	admin = f.adminPassword
+	if err := readSecretFile("--ldap-admin-password-file", f.adminPasswordFile, &admin); err != nil {
+		return "", nil, err
+	}
+	if len(f.readerDNs) != len(f.readerFiles) {
+		return "", nil, fmt.Errorf("--ldap-reader-dn given %d times, --ldap-reader-password-file %d: one file per reader", len(f.readerDNs), len(f.readerFiles))
+	}
+	readers = make([]string, len(f.readerFiles))
+	for i, file := range f.readerFiles {
+		if err := readSecretFile("--ldap-reader-password-file", file, &readers[i]); err != nil {
+			return "", nil, err
+		}
+		if readers[i] == "" {
+			return "", nil, fmt.Errorf("--ldap-reader-password-file %s is empty", file)
+		}
+	}
+	return admin, readers, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -51,7 +52,7 @@ func (s *Server) authenticate(r *gldap.Request, m *gldap.SimpleBindMessage, ss *
 	if err != nil {
 		return gldap.ResultInvalidDNSyntax, "invalid DN"
 	}
-	if t.kind != kindAdmin && t.kind != kindUser {
+	if t.kind != kindAdmin && t.kind != kindUser && t.kind != kindReader {
 		return gldap.ResultInvalidCredentials, ""
 	}
 	client, name, key := s.penaltyKey(r, t)
@@ -81,7 +82,7 @@ func (s *Server) penaltyKey(r *gldap.Request, t target) (client, name, key strin
 	if ap, err := netip.ParseAddrPort(client); err == nil {
 		client = ap.Addr().Unmap().String()
 	}
-	name = t.name
+	name = t.name // a user's name, or a reader's DN
 	if t.kind == kindAdmin {
 		name = s.tree.adminDN
 	}
@@ -108,6 +109,12 @@ func (s *Server) verify(r *gldap.Request, t target, pass string, ss *session) (i
 		}
 		ss.admin, ss.dn = true, s.tree.adminDN
 		return gldap.ResultSuccess, ""
+	case kindReader:
+		if !equalSecret(pass, s.creds.Load().readers[t.name]) {
+			return gldap.ResultInvalidCredentials, ""
+		}
+		ss.reader, ss.dn = true, t.name
+		return gldap.ResultSuccess, ""
 	case kindUser:
 		u, err := s.svc.Check(s.ctx, t.name, pass)
 		if err != nil {
@@ -132,10 +139,42 @@ func (s *Server) verify(r *gldap.Request, t target, pass string, ss *session) (i
 // adminPasswordOK compares in constant time (of the hashes, so the length
 // of the password does not show either).
 func (s *Server) adminPasswordOK(pass string) bool {
-	if s.cfg.AdminPassword == "" {
+	return equalSecret(pass, s.creds.Load().admin)
+}
+
+// equalSecret compares a bind's password with a configured one in
+// constant time (of their hashes, so the length does not show either). An
+// empty configured password matches nothing: that account is off.
+func equalSecret(pass, want string) bool {
+	if want == "" {
 		return false
 	}
 	a := sha256.Sum256([]byte(pass))
-	b := sha256.Sum256([]byte(s.cfg.AdminPassword))
+	b := sha256.Sum256([]byte(want))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// credentials are the configured passwords: the admin's and each read-only
+// account's by its DN. SetPasswords replaces them as one.
+type credentials struct {
+	admin   string
+	readers map[string]string
+}
+
+// SetPasswords replaces the admin's password and the read-only accounts'
+// (in Config.Readers' order), as a SIGHUP reload of their files does.
+// Connections already bound keep their rights.
+func (s *Server) SetPasswords(admin string, readers []string) error {
+	if len(readers) != len(s.tree.readerOf) {
+		return fmt.Errorf("%d reader passwords for %d readers", len(readers), len(s.tree.readerOf))
+	}
+	c := &credentials{admin: admin, readers: map[string]string{}}
+	for i, r := range s.tree.readerOf {
+		if readers[i] == "" {
+			return fmt.Errorf("reader %s: empty password", r.name)
+		}
+		c.readers[r.name] = readers[i]
+	}
+	s.creds.Store(c)
+	return nil
 }

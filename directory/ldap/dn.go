@@ -18,12 +18,13 @@ const (
 	kindUsers               // ou=users,<base>
 	kindUser                // uid=<name> or mail=<name> under ou=users
 	kindAdmin               // the admin DN (a bind identity, not an entry)
+	kindReader              // a read-only account's DN (a bind identity, not an entry)
 )
 
 // target is a resolved DN.
 type target struct {
 	kind    kind
-	name    string // kindUser: the user name, as written in the RDN
+	name    string // kindUser: the user name, as written in the RDN; kindReader: the reader's DN as configured
 	matched string // for noSuchObject: the deepest entry that exists
 }
 
@@ -40,9 +41,11 @@ type tree struct {
 	adminParent string
 	baseRDN     *goldap.AttributeTypeAndValue // the base's first RDN, for its entry
 	users       *goldap.DN                    // ou=users,<base>: the parent of every user
+	readers     []*goldap.DN                  // the read-only accounts, as Config.Readers
+	readerOf    []target                      // what each of readers resolves to
 }
 
-func newTree(base, admin string) (tree, error) {
+func newTree(base, admin string, readers []string) (tree, error) {
 	b, err := goldap.ParseDN(base)
 	if err != nil || len(b.RDNs) == 0 {
 		return tree{}, fmt.Errorf("base %q is not a DN", base)
@@ -65,7 +68,31 @@ func newTree(base, admin string) (tree, error) {
 	if b.AncestorOfFold(a) {
 		t.adminParent = base
 	}
+	for _, r := range readers {
+		d, err := goldap.ParseDN(r)
+		if err != nil || len(d.RDNs) == 0 {
+			return tree{}, fmt.Errorf("reader DN %q is not a DN", r)
+		}
+		if d.EqualFold(a) {
+			return tree{}, fmt.Errorf("reader DN %q is the admin's", r)
+		}
+		rt := target{kind: kindReader, name: d.String()}
+		if b.AncestorOfFold(d) {
+			rt.matched = base // as for the admin: the entry a search there finds
+		}
+		t.readers, t.readerOf = append(t.readers, d), append(t.readerOf, rt)
+	}
 	return t, nil
+}
+
+// reader returns the read-only account d names.
+func (t *tree) reader(d *goldap.DN) (target, bool) {
+	for i, r := range t.readers {
+		if d.EqualFold(r) {
+			return t.readerOf[i], true
+		}
+	}
+	return target{}, false
 }
 
 // userDN is the DN of the user entry for a name (its display form).
@@ -86,6 +113,11 @@ func (t *tree) resolve(dn string) (target, error) {
 		return target{kind: kindUsers}, nil
 	case strings.EqualFold(dn, t.adminDN):
 		return target{kind: kindAdmin, matched: t.adminParent}, nil
+	}
+	for _, r := range t.readerOf {
+		if strings.EqualFold(dn, r.name) {
+			return r, nil
+		}
 	}
 	if n := len(dn) - len(t.suffix); n > 0 && strings.EqualFold(dn[n:], t.suffix) {
 		if name, ok := simpleUserRDN(dn[:n]); ok {
@@ -126,6 +158,9 @@ func (t *tree) resolveParsed(d *goldap.DN) target {
 	}
 	if d.EqualFold(t.admin) {
 		return target{kind: kindAdmin, matched: t.adminParent}
+	}
+	if r, ok := t.reader(d); ok {
+		return r
 	}
 	nb := len(t.base.RDNs)
 	if len(d.RDNs) < nb || !(&goldap.DN{RDNs: d.RDNs[len(d.RDNs)-nb:]}).EqualFold(t.base) {

@@ -113,6 +113,8 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 		}
 	}
 	switch {
+	case ss.reader:
+		return gldap.ResultInsufficientAccessRights, "a read-only account changes no password", ""
 	case name == "" && ss.admin:
 		return gldap.ResultUnwillingToPerform, "the admin's password is configured, not stored", ""
 	case !ss.admin && normalized(name) != ss.name:

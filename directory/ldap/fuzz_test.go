@@ -22,7 +22,7 @@ func FuzzFilter(f *testing.F) {
 		p, _ := goldap.CompileFilter(s)
 		f.Add(p.Bytes())
 	}
-	tr, _ := newTree(testBase, testAdminDN)
+	tr, _ := newTree(testBase, testAdminDN, nil)
 	_, base, _ := tr.staticEntries(false)
 	u := &directory.User{Name: "ab@x", Display: "Ab@X", Fields: []directory.Field{{Label: "quota", Value: "10"}, {Label: "name", Value: "A B"}}}
 	f.Fuzz(func(t *testing.T, b []byte) {

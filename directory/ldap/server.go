@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -53,6 +54,11 @@ type Config struct {
 	// AdminPassword is the admin's password; empty means no admin, so
 	// nobody can write over LDAP.
 	AdminPassword string
+	// Readers are read-only accounts, as mail servers bind with (Dovecot,
+	// Postfix): they may search and read every user, userPassword
+	// excepted, and write nothing. Each needs a DN of its own (not under
+	// ou=users) and a password.
+	Readers []Reader
 	// AnonymousRead lets anonymous and bound users read every entry
 	// (userPassword excepted). Without it an anonymous client may only
 	// bind and read the root DSE, and a user only their own entry.
@@ -90,6 +96,9 @@ type Config struct {
 	TimeLimit time.Duration
 }
 
+// Reader is a read-only account.
+type Reader struct{ DN, Password string }
+
 // Server is the LDAP front end of a directory.Service.
 type Server struct {
 	svc  Directory
@@ -99,6 +108,7 @@ type Server struct {
 	err  error // a configuration error, returned by Serve
 
 	root, base, users *staticEntry // the fixed entries
+	creds             atomic.Pointer[credentials]
 	// ctx is for directory calls that are not a search's: requests in
 	// progress when Serve's context ends still finish. Searches run under
 	// their request's context, which ends with their connection.
@@ -129,7 +139,15 @@ func New(svc Directory, cfg Config) *Server {
 		cfg.TimeLimit = DefaultTimeLimit
 	}
 	s := &Server{svc: svc, cfg: cfg, log: cfg.Logger, ctx: context.Background()}
-	s.tree, s.err = newTree(cfg.Base, cfg.AdminDN)
+	readerDNs := make([]string, len(cfg.Readers))
+	readerPasswords := make([]string, len(cfg.Readers))
+	for i, r := range cfg.Readers {
+		readerDNs[i], readerPasswords[i] = r.DN, r.Password
+	}
+	s.tree, s.err = newTree(cfg.Base, cfg.AdminDN, readerDNs)
+	if s.err == nil {
+		s.err = s.SetPasswords(cfg.AdminPassword, readerPasswords)
+	}
 	if s.err == nil {
 		s.root, s.base, s.users = s.tree.staticEntries(cfg.TLS != nil)
 		_, s.err = password.ParseScheme(string(cfg.Scheme))
@@ -212,9 +230,10 @@ func (s *Server) handle(w *gldap.ResponseWriter, r *gldap.Request) {
 
 // session is what a connection has proved about itself.
 type session struct {
-	admin bool
-	name  string // the bound user's normalized name; "" for anonymous
-	dn    string // the bound DN as WhoAmI reports it
+	admin  bool
+	reader bool   // a read-only account: reads everyone, writes nothing
+	name   string // the bound user's normalized name; "" for anonymous
+	dn     string // the bound DN as WhoAmI reports it
 }
 
 func sessionOf(r *gldap.Request) *session {
@@ -226,10 +245,10 @@ func sessionOf(r *gldap.Request) *session {
 	return v
 }
 
-func (ss *session) anonymous() bool { return !ss.admin && ss.name == "" }
+func (ss *session) anonymous() bool { return !ss.admin && !ss.reader && ss.name == "" }
 
 // readsAll reports whether the session may read every user's entry.
-func (s *Server) readsAll(ss *session) bool { return ss.admin || s.cfg.AnonymousRead }
+func (s *Server) readsAll(ss *session) bool { return ss.admin || ss.reader || s.cfg.AnonymousRead }
 
 // reply writes a response; a write error means the client is gone, and the
 // connection's read loop notices that by itself.

@@ -1,0 +1,92 @@
+package ldap
+
+import (
+	"testing"
+
+	goldap "github.com/go-ldap/ldap/v3"
+)
+
+const (
+	testReaderDN = "cn=dovecot,dc=example,dc=com"
+	testReaderPW = "reader-secret"
+)
+
+// TestReaderAccount: a read-only account reads every user, never
+// userPassword, and cannot write anything: add, modify, delete, rename
+// and Password Modify are refused. A wrong password is refused; another
+// reader's password does not open this one.
+func TestReaderAccount(t *testing.T) {
+	o := adminConfig()
+	o.cfg.Readers = []Reader{{DN: testReaderDN, Password: testReaderPW}, {DN: "cn=postfix,dc=example,dc=com", Password: "other"}}
+	h := start(t, o)
+	h.user("a@x", "tohost", "b1")
+	h.user("b@x", "tohost", "b2")
+	c := h.dial()
+	if err := c.Bind(testReaderDN, "other"); !goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
+		t.Fatalf("reader bind with another reader's password: %v", err)
+	}
+	if err := c.Bind("CN=Dovecot, DC=example,dc=com", testReaderPW); err != nil {
+		t.Fatalf("reader bind: %v", err)
+	}
+	if res, err := c.WhoAmI(nil); err != nil || res.AuthzID != "dn:"+testReaderDN {
+		t.Fatalf("whoami: %+v %v", res, err)
+	}
+	es, err := search(t, c, "ou=users,"+testBase, goldap.ScopeSingleLevel, "(objectClass=*)", "uid", "mailHost", "userPassword")
+	if err != nil || len(es) != 2 {
+		t.Fatalf("reader search: %d entries, %v", len(es), err)
+	}
+	for _, e := range es {
+		if e.GetAttributeValue("mailHost") == "" || e.GetAttributeValue("userPassword") != "" {
+			t.Fatalf("reader sees %s: mailHost %q, userPassword %q", e.DN, e.GetAttributeValue("mailHost"), e.GetAttributeValue("userPassword"))
+		}
+	}
+	userDN := "uid=a@x,ou=users," + testBase
+	mod := goldap.NewModifyRequest(userDN, nil)
+	mod.Replace("tohost", []string{"evil"})
+	add := goldap.NewAddRequest("uid=new@x,ou=users,"+testBase, nil)
+	add.Attribute("objectClass", []string{"inetOrgPerson"})
+	add.Attribute("userPassword", []string{"pw"})
+	for what, err := range map[string]error{
+		"modify": c.Modify(mod),
+		"add":    c.Add(add),
+		"delete": c.Del(goldap.NewDelRequest(userDN, nil)),
+		"rename": c.ModifyDN(goldap.NewModifyDNRequest(userDN, "uid=c@x", true, "")),
+	} {
+		if !goldap.IsErrorWithCode(err, goldap.LDAPResultInsufficientAccessRights) {
+			t.Errorf("reader %s: %v, want insufficientAccessRights", what, err)
+		}
+	}
+	if _, err := c.PasswordModify(goldap.NewPasswordModifyRequest(userDN, "", "new")); !goldap.IsErrorWithCode(err, goldap.LDAPResultInsufficientAccessRights) {
+		t.Errorf("reader password modify: %v", err)
+	}
+	if _, err := c.PasswordModify(goldap.NewPasswordModifyRequest("", "", "new")); !goldap.IsErrorWithCode(err, goldap.LDAPResultInsufficientAccessRights) {
+		t.Errorf("reader password modify of itself: %v", err)
+	}
+	if u, _ := h.svc.Lookup(t.Context(), "a@x"); u.Tohost() != "b1" {
+		t.Fatalf("a reader changed a@x: %+v", u)
+	}
+}
+
+// TestSetPasswords: new passwords take effect for new binds; the old ones
+// stop working; a reader password missing is refused and changes nothing.
+func TestSetPasswords(t *testing.T) {
+	o := adminConfig()
+	o.cfg.Readers = []Reader{{DN: testReaderDN, Password: testReaderPW}}
+	h := start(t, o)
+	if err := h.srv.SetPasswords("new-admin", []string{""}); err == nil {
+		t.Fatal("an empty reader password accepted")
+	}
+	if err := h.srv.SetPasswords("new-admin", []string{"new-reader"}); err != nil {
+		t.Fatal(err)
+	}
+	c := h.dial()
+	for _, b := range []struct {
+		dn, pw string
+		ok     bool
+	}{{testAdminDN, testAdminPW, false}, {testAdminDN, "new-admin", true}, {testReaderDN, testReaderPW, false}, {testReaderDN, "new-reader", true}} {
+		err := c.Bind(b.dn, b.pw)
+		if b.ok != (err == nil) {
+			t.Errorf("bind %s with %q: %v", b.dn, b.pw, err)
+		}
+	}
+}
