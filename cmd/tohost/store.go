@@ -112,6 +112,7 @@ func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.
 	// Short timeouts and no retries: when Redis is slow, the store answers.
 	ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = time.Second, 250*time.Millisecond, 250*time.Millisecond
 	ropts.MaxRetries = -1
+	redis.SetLogger(redisLog{log})
 	client := redis.NewClient(ropts)
 	local, shared := cache.NewShared(next, lopts, cache.RedisOptions{Client: client,
 		Prefix: f.redisPrefix, TTL: f.redisTTL, NegativeTTL: f.negativeTTL, Logger: log, Metrics: metrics})
@@ -132,4 +133,13 @@ func (o *openedStore) snapshotter() backup.Snapshotter {
 		return nil // a nil *bolt.Store in the interface would not be nil
 	}
 	return o.bolt
+}
+
+// redisLog takes the Redis client's own lines (one per failed dial, many
+// a second while Redis is down, in another format) to debug: the cache
+// logs Redis outages once per state change.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug("redis client", "detail", fmt.Sprintf(format, v...))
 }
