@@ -167,4 +167,3 @@ func TestReadyAndOutageLog(t *testing.T) {
 		t.Errorf("the Redis client's own lines are in the log:\n%s", log)
 	}
 }
-
