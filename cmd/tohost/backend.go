@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/tohost/tohost/adminhttp"
 	"github.com/tohost/tohost/backend"
 	backendimap "github.com/tohost/tohost/backend/imap"
 	"github.com/tohost/tohost/backend/maildir"
@@ -361,7 +362,7 @@ func runBackend(cmd *cobra.Command, f *backendFlags) error {
 		_, err := os.Stat(mailDir)
 		return err
 	}
-	if err := f.listen.serveAdmin(d, log, reg, health); err != nil {
+	if err := f.listen.serveAdmin(d, log, reg, adminhttp.Options{Health: health}); err != nil {
 		return err
 	}
 	log.Info("backend", "name", f.name, "mail_dir", mailDir, "accept_default", f.acceptDefault)

@@ -47,7 +47,7 @@ func (f *storeFlags) openBulk(ctx context.Context, existing bool) (*bulkStore, e
 		}
 		st, err := bolt.Open(f.dataDir)
 		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("%w: the embedded store in %s is in use (a running directory?); stop it first", err, f.dataDir)
+			return nil, fmt.Errorf("%w: the embedded store in %s is in use (a running directory?): stop it first, or copy it from the running directory with tohost backup or tohost export --from", err, f.dataDir)
 		}
 		if err != nil {
 			return nil, err

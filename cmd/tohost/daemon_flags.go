@@ -55,7 +55,7 @@ func (f *listenFlags) register(fl *pflag.FlagSet, httpAddr string) {
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 10*time.Minute, "close connections idle this long, on every listener")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM) for the TLS listeners and STARTTLS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
-	fl.StringVar(&f.httpAddr, "http-addr", httpAddr, "admin HTTP listen address (/metrics, /healthz); empty disables")
+	fl.StringVar(&f.httpAddr, "http-addr", httpAddr, "admin HTTP listen address (/metrics, /healthz, /readyz); empty disables")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", daemon.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long connections get to finish before the daemon exits anyway")
 }
 
@@ -114,7 +114,7 @@ func (f *listenFlags) reloadOn(d *daemon.Daemon) {
 // serveAdmin opens the admin HTTP listener, when configured, and adds it
 // to d. It is not behind the gate, so /healthz answers even when every
 // other connection slot is taken, but only from allowed networks.
-func (f *listenFlags) serveAdmin(d *daemon.Daemon, log *slog.Logger, reg *prometheus.Registry, health adminhttp.Health) error {
+func (f *listenFlags) serveAdmin(d *daemon.Daemon, log *slog.Logger, reg *prometheus.Registry, opts adminhttp.Options) error {
 	if f.httpAddr == "" {
 		return nil
 	}
@@ -127,7 +127,7 @@ func (f *listenFlags) serveAdmin(d *daemon.Daemon, log *slog.Logger, reg *promet
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	admin := listen.NewGate(listen.Config{Allow: allow, MaxConns: adminConns, Logger: log})
-	h := adminhttp.Handler(reg, health)
+	h := adminhttp.Handler(reg, opts)
 	d.Serve("http", admin.Wrap(ln, listen.Options{Refusal: []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")}),
 		func(ctx context.Context, ln net.Listener) error { return adminhttp.Serve(ctx, ln, h, log) })
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/tohost/tohost/adminhttp"
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/backup"
 	"github.com/tohost/tohost/directory/ldap"
 	"github.com/tohost/tohost/directory/password"
 	"github.com/tohost/tohost/directory/tcpauth"
@@ -128,7 +131,14 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 	if err := f.ldap.serve(d, gate, svc, scheme, tlsCfg, f.listen.idleTimeout, log, ldap.NewMetrics(reg)); err != nil {
 		return err
 	}
-	if err := f.listen.serveAdmin(d, log, reg, store.health); err != nil {
+	reg.MustRegister(adminhttp.ReadyCollector(store.deps))
+	// /healthz says only that the process answers: a store outage is
+	// /readyz's to report, and restarting the process would not end it.
+	admin := adminhttp.Options{Ready: store.deps, AdminAllow: cfg.AdminAllow, Admin: map[string]http.Handler{
+		"GET /export": backup.Export(store, log),
+		"GET /backup": backup.Backup(store.snapshotter(), log),
+	}}
+	if err := f.listen.serveAdmin(d, log, reg, admin); err != nil {
 		return err
 	}
 	d.Go("store", store.run)

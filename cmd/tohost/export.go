@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ type exportFlags struct {
 	store    storeFlags
 	format   string
 	ldifBase string
+	from     string
 }
 
 func init() { root.AddCommand(newExportCmd()) }
@@ -31,8 +33,15 @@ an empty directory gives the same users, passwords and fields, field
 order included. The format is --format, else the file name's extension
 (.csv, .ldif, nwauth.txt), else csv. Without FILE (or with -) it writes to
 standard output; a FILE is written under a temporary name and renamed
-when complete.`,
+when complete.
+
+The embedded store is locked while a directory runs on it: export it
+from the running directory with --from (its admin HTTP listener; the
+directory answers only clients in its --admin-allow networks). Users
+changed during such an export may be written as they were before or
+after the change; tohost backup is the copy of one moment.`,
 		Example: `  tohost export --data-dir /var/lib/tohost users.csv
+  tohost export --from http://127.0.0.1:4080 users.csv
   tohost export --postgres postgres://tohost@db/tohost --format ldif > users.ldif`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -47,6 +56,7 @@ when complete.`,
 	f.store.register(fl)
 	fl.StringVar(&f.format, "format", "", "csv, nwauth or ldif (default: from FILE's name, else csv)")
 	fl.StringVar(&f.ldifBase, "ldif-base", importer.DefaultLDIFBase, "DN under which LDIF entries are written")
+	fl.StringVar(&f.from, "from", "", "export from the running directory at this admin HTTP address (its --http-addr) instead of opening the store")
 	return cmd
 }
 
@@ -62,6 +72,12 @@ func runExport(ctx context.Context, f exportFlags, path string, stdout, stderr i
 		if guess := importer.FormatOfName(path); guess != "" {
 			format = guess
 		}
+	}
+	if f.from != "" {
+		if f.store.postgres != "" {
+			return errors.New("--from and --postgres: choose one")
+		}
+		return exportFrom(ctx, f, format, path, stdout, stderr)
 	}
 	store, err := f.store.openBulk(ctx, true)
 	if err != nil {

@@ -217,6 +217,9 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 		}
 	}
 	fmt.Fprintln(stdout, importer.Summary(in.Name, store.kind, stats))
+	if stats.Created+stats.Updated+stats.Duplicates+stats.Deleted > 0 {
+		auditImport(stderr, in.Name, store.kind, mode, stats, err)
+	}
 	switch {
 	case err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return errors.New("interrupted: the batches committed so far stay; run the same import again to complete it")

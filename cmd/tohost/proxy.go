@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/tohost/tohost/adminhttp"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/internal/penalty"
@@ -241,7 +242,7 @@ func runProxy(cmd *cobra.Command, f proxyFlags) error {
 	if p, err = proxy.New(cfg); err != nil {
 		return err
 	}
-	if err := f.listen.serveAdmin(d, log, reg, nil); err != nil {
+	if err := f.listen.serveAdmin(d, log, reg, adminhttp.Options{}); err != nil {
 		return err
 	}
 	if !given {

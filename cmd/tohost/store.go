@@ -11,10 +11,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 
+	"github.com/tohost/tohost/adminhttp"
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/backup"
 	"github.com/tohost/tohost/directory/cache"
 	"github.com/tohost/tohost/directory/store/bolt"
 	"github.com/tohost/tohost/directory/store/postgres"
+	"github.com/tohost/tohost/directory/watch"
 )
 
 // storeFlags choose and configure the store stack: the embedded store, or
@@ -59,9 +62,10 @@ func (f *storeFlags) check() error {
 // openedStore is the store stack and what runs beside it.
 type openedStore struct {
 	directory.Store
-	kind   string
-	health func(context.Context) error
-	run    func(context.Context) error // the Redis subscription, if any
+	kind string
+	deps []adminhttp.Dependency      // what /readyz and tohost_ready report
+	bolt *bolt.Store                 // the embedded store, for /backup; nil on PostgreSQL
+	run  func(context.Context) error // the Redis subscription, if any
 }
 
 func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) (*openedStore, error) {
@@ -78,14 +82,21 @@ func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.
 		if err != nil {
 			return nil, err
 		}
-		next = st
-		o.health = func(ctx context.Context) error { _, err := st.Count(ctx); return err }
+		w := watch.New(st, "bolt", log)
+		next, o.bolt = w, st
+		o.deps = []adminhttp.Dependency{{Name: "store", Required: true,
+			Check: func(ctx context.Context) error { _, err := w.Count(ctx); return err }}}
 	} else {
 		st, err := postgres.Open(ctx, f.postgres, postgres.Options{MaxConns: f.pgMaxConns, QueryTimeout: f.pgTimeout})
 		if err != nil {
 			return nil, err
 		}
-		next, o.kind, o.health = st, "postgres", st.Ping
+		w := watch.New(st, "postgres", log)
+		next, o.kind = w, "postgres"
+		// The probe goes around the wrapper but tells it the outcome, so
+		// an outage ends in the log even when no request reaches the store.
+		o.deps = []adminhttp.Dependency{{Name: "postgres", Required: true,
+			Check: func(ctx context.Context) error { err := st.Ping(ctx); w.Note(ctx, err); return err }}}
 	}
 	metrics := cache.NewMetrics(reg)
 	lopts := cache.LocalOptions{Size: f.cacheSize, TTL: f.cacheTTL, NegativeTTL: f.negativeTTL, Metrics: metrics}
@@ -101,13 +112,34 @@ func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.
 	// Short timeouts and no retries: when Redis is slow, the store answers.
 	ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = time.Second, 250*time.Millisecond, 250*time.Millisecond
 	ropts.MaxRetries = -1
+	redis.SetLogger(redisLog{log})
 	client := redis.NewClient(ropts)
 	local, shared := cache.NewShared(next, lopts, cache.RedisOptions{Client: client,
 		Prefix: f.redisPrefix, TTL: f.redisTTL, NegativeTTL: f.negativeTTL, Logger: log, Metrics: metrics})
 	o.Store, o.kind = local, o.kind+"+redis"
+	// Not required: without Redis every node still answers from the store.
+	o.deps = append(o.deps, adminhttp.Dependency{Name: "redis",
+		Check: func(ctx context.Context) error { return client.Ping(ctx).Err() }})
 	o.run = func(ctx context.Context) error {
 		defer client.Close()
 		return shared.Run(ctx)
 	}
 	return o, nil
+}
+
+// snapshotter is what /backup copies: the embedded store, or nothing.
+func (o *openedStore) snapshotter() backup.Snapshotter {
+	if o.bolt == nil {
+		return nil // a nil *bolt.Store in the interface would not be nil
+	}
+	return o.bolt
+}
+
+// redisLog takes the Redis client's own lines (one per failed dial, many
+// a second while Redis is down, in another format) to debug: the cache
+// logs Redis outages once per state change.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug("redis client", "detail", fmt.Sprintf(format, v...))
 }

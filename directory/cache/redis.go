@@ -59,6 +59,8 @@ type Redis struct {
 
 	downUntil atomic.Int64 // Unix ns; Redis is skipped until then
 	isDown    atomic.Bool
+	downSince atomic.Int64 // Unix ns; when the outage began
+	failures  atomic.Int64 // Redis calls failed in this outage
 
 	mu       sync.Mutex
 	pending  []string // invalidations not yet delivered
@@ -235,8 +237,11 @@ func (r *Redis) up() bool { return time.Now().UnixNano() >= r.downUntil.Load() }
 // logged, the rest only counted.
 func (r *Redis) failed(err error) {
 	r.opts.Metrics.redisError()
-	r.downUntil.Store(time.Now().Add(downFor).UnixNano())
+	now := time.Now()
+	r.downUntil.Store(now.Add(downFor).UnixNano())
+	r.failures.Add(1)
 	if !r.isDown.Swap(true) {
+		r.downSince.Store(now.UnixNano())
 		r.log.Error("redis unavailable, serving from the store", "err", err)
 	}
 }
@@ -263,7 +268,8 @@ func (r *Redis) Run(ctx context.Context) error {
 				r.local.Flush()
 			}
 			if r.isDown.Swap(false) {
-				r.log.Info("redis available again; in-process cache flushed")
+				r.log.Info("redis available again; in-process cache flushed", "failed", r.failures.Swap(0),
+					"down_for", time.Since(time.Unix(0, r.downSince.Load())).Round(time.Millisecond).String())
 			}
 		case *redis.Message:
 			r.apply(m.Payload)

@@ -181,7 +181,7 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 		code, msg := s.failure("passwd", r, err)
 		return code, msg, ""
 	}
-	s.log.Info("ldap password changed", "user", normalized(name), "by_admin", ss.admin, "client", r.RemoteAddr().String())
+	s.audit(r, "passwd", normalized(name), "")
 	return gldap.ResultSuccess, "", generated
 }
 

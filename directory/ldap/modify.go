@@ -211,7 +211,7 @@ func (s *Server) addUser(r *gldap.Request, m *gldap.AddMessage) *writeError {
 		}
 		return s.fail("add", r, err)
 	}
-	s.log.Info("ldap add", "user", name, "client", r.RemoteAddr().String())
+	s.audit(r, "add", name, "")
 	return nil
 }
 
@@ -299,7 +299,7 @@ func (s *Server) modifyUser(r *gldap.Request, m *gldap.ModifyMessage) *writeErro
 	if err != nil {
 		return s.modifyFailed(r, err)
 	}
-	s.log.Info("ldap modify", "user", name, "client", r.RemoteAddr().String())
+	s.audit(r, "modify", name, "")
 	return nil
 }
 
@@ -481,7 +481,7 @@ func (s *Server) deleteUser(r *gldap.Request, m *gldap.DeleteMessage) *writeErro
 	if err := s.svc.Delete(s.ctx, t.name); err != nil {
 		return s.fail("delete", r, err)
 	}
-	s.log.Info("ldap delete", "user", t.name, "client", r.RemoteAddr().String())
+	s.audit(r, "delete", t.name, "")
 	return nil
 }
 
@@ -522,6 +522,6 @@ func (s *Server) rename(r *gldap.Request, m *gldap.ModifyDNMessage) *writeError 
 	if err := s.svc.Rename(s.ctx, old, name); err != nil {
 		return s.fail("rename", r, err)
 	}
-	s.log.Info("ldap rename", "user", old, "to", name, "client", r.RemoteAddr().String())
+	s.audit(r, "modifydn", old, name)
 	return nil
 }

@@ -271,7 +271,13 @@ func (s *Server) failure(op string, r *gldap.Request, err error) (int, string) {
 	case errors.As(err, &in):
 		return gldap.ResultUnwillingToPerform, in.Msg
 	}
-	s.log.Error("ldap request failed", "op", op, "client", r.RemoteAddr().String(), "err", err)
+	level := slog.LevelError
+	if errors.Is(err, directory.ErrUnavailable) {
+		// The store logs its outages once per state change; a line per
+		// request would bury them under thousands of copies.
+		level = slog.LevelDebug
+	}
+	s.log.Log(s.ctx, level, "ldap request failed", "op", op, "client", r.RemoteAddr().String(), "err", err)
 	return gldap.ResultUnavailable, "directory unavailable"
 }
 

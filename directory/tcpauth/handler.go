@@ -2,6 +2,7 @@ package tcpauth
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"time"
@@ -166,6 +167,7 @@ func (c *conn) set(req *authent.Request, rep *authent.Reply) outcome {
 	if _, err := c.srv.svc.Set(c.ctx, req.User, req.Password, fields); err != nil {
 		return c.failed(req, rep, err)
 	}
+	c.audit("set", req.User, "")
 	rep.OK(req.User + " added to database")
 	return outcomeOK
 }
@@ -178,6 +180,7 @@ func (c *conn) del(req *authent.Request, rep *authent.Reply) outcome {
 		}
 		return c.failed(req, rep, err)
 	}
+	c.audit("del", req.User, "")
 	rep.OK(req.User + " deleted")
 	return outcomeOK
 }
@@ -186,6 +189,7 @@ func (c *conn) rename(req *authent.Request, rep *authent.Reply) outcome {
 	err := c.srv.svc.Rename(c.ctx, req.User, req.NewUser)
 	switch {
 	case err == nil:
+		c.audit("rename", req.User, req.NewUser)
 		rep.OK(req.NewUser + " renamed")
 		return outcomeOK
 	case errors.Is(err, directory.ErrNotFound):
@@ -254,7 +258,13 @@ func (c *conn) failed(req *authent.Request, rep *authent.Reply, err error) outco
 		rep.Err(in.Msg)
 		return outcomeErr
 	}
-	c.srv.log.Error("tcpauth request failed", "command", req.Cmd.String(), "user", req.User, "err", err)
+	level := slog.LevelError
+	if errors.Is(err, directory.ErrUnavailable) {
+		// The store logs its outages once per state change; a line per
+		// request would bury them under thousands of copies.
+		level = slog.LevelDebug
+	}
+	c.srv.log.Log(c.ctx, level, "tcpauth request failed", "command", req.Cmd.String(), "user", req.User, "err", err)
 	rep.Dead("directory unavailable")
 	return outcomeDead
 }
