@@ -68,8 +68,8 @@ type Config struct {
 	RehashOnLogin bool
 }
 
-// Verification cache defaults: a user who logs in every few minutes pays
-// for one hash an hour.
+// Config defaults. With the verification cache's, a user who logs in
+// every few minutes pays for one hash an hour.
 const (
 	DefaultVerifyCacheSize = 1_000_000
 	DefaultVerifyCacheTTL  = time.Hour
