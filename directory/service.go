@@ -19,8 +19,10 @@ import (
 // consistent with writes; the Store behind it holds the truth.
 type Service struct {
 	store  Store
-	scheme password.Scheme
+	hasher password.Hasher
 	verify *password.VerifyCache
+	pool   *password.Pool // slow hashes: verifications, stand-ins, new hashes
+	rehash bool           // Config.RehashOnLogin
 	now    func() time.Time
 
 	// standIn is the hash a check of an unknown user is verified against
@@ -36,33 +38,65 @@ type Service struct {
 	standInOnce sync.Once
 }
 
-// verifyStandIn verifies against the stand-in hash; a variable so a test
-// can see it called.
-var verifyStandIn = password.Verify
+// verifyStandIn and verifyStored verify against the stand-in hash and a
+// user's stored hash; variables so a test can see them called.
+var (
+	verifyStandIn = password.Verify
+	verifyStored  = password.Verify
+)
 
 // Config configures a Service.
 type Config struct {
-	// Scheme hashes new cleartext passwords (default ARGON2ID).
+	// Scheme hashes new cleartext passwords (default ARGON2ID), with
+	// Argon2's costs (zero fields: password.DefaultArgon2*).
 	Scheme password.Scheme
+	Argon2 password.Argon2Params
 	// VerifyCacheSize and VerifyCacheTTL bound the cache of successful
-	// password verifications (defaults 100,000 entries, 2 minutes; a
-	// size below 0 disables it).
+	// password verifications (defaults 1,000,000 users, an hour, as
+	// long as Dovecot's auth cache; a size below 0 disables it).
 	VerifyCacheSize int
 	VerifyCacheTTL  time.Duration
+	// HashWorkers is how many slow hashes run at once (default
+	// password.DefaultHashWorkers: a core is left to lookups), shared
+	// fairly between client addresses (see WithClient); one that waits
+	// longer than HashQueueTimeout (default 2s, below 0 no limit) is
+	// answered ErrBusy.
+	HashWorkers      int
+	HashQueueTimeout time.Duration
+	// RehashOnLogin stores a new hash, of Scheme and Argon2, for a user
+	// whose password checks right against a weaker stored hash.
+	RehashOnLogin bool
 }
+
+// Config defaults. With the verification cache's, a user who logs in
+// every few minutes pays for one hash an hour.
+const (
+	DefaultVerifyCacheSize = 1_000_000
+	DefaultVerifyCacheTTL  = time.Hour
+	DefaultHashQueue       = 2 * time.Second
+)
 
 // NewService returns a Service over store.
 func NewService(store Store, cfg Config) *Service {
-	if cfg.Scheme == "" {
-		cfg.Scheme = password.DefaultScheme
-	}
 	if cfg.VerifyCacheSize == 0 {
-		cfg.VerifyCacheSize = 100_000
+		cfg.VerifyCacheSize = DefaultVerifyCacheSize
 	}
 	if cfg.VerifyCacheTTL == 0 {
-		cfg.VerifyCacheTTL = 2 * time.Minute
+		cfg.VerifyCacheTTL = DefaultVerifyCacheTTL
 	}
-	s := &Service{store: store, scheme: cfg.Scheme, now: time.Now}
+	switch {
+	case cfg.HashQueueTimeout == 0:
+		cfg.HashQueueTimeout = DefaultHashQueue
+	case cfg.HashQueueTimeout < 0:
+		cfg.HashQueueTimeout = 0 // the pool's "no limit"
+	}
+	s := &Service{
+		store:  store,
+		hasher: password.Hasher{Scheme: cfg.Scheme, Argon2: cfg.Argon2},
+		pool:   password.NewPool(cfg.HashWorkers, cfg.HashQueueTimeout),
+		rehash: cfg.RehashOnLogin,
+		now:    time.Now,
+	}
 	if cfg.VerifyCacheSize > 0 {
 		s.verify = password.NewVerifyCache(cfg.VerifyCacheSize, cfg.VerifyCacheTTL)
 	}
@@ -85,21 +119,24 @@ func (s *Service) Lookup(ctx context.Context, name string) (*User, error) {
 // passwords and refused account states all give ErrBadCredentials, and an
 // unknown user costs a verification too (see standIn); a stored
 // hash that cannot be read is logged by the caller as an error, and also
-// refuses the login.
+// refuses the login. Slow hashes wait their turn in the hash pool, in the
+// queue of the client ctx names (WithClient): ErrBusy when that takes too
+// long, for known and unknown names alike.
 func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
+	client := ClientOf(ctx)
 	u, err := s.Lookup(ctx, name)
 	if errors.Is(err, ErrNotFound) {
-		verifyStandIn(s.standInHash(), pass)
+		if _, err := s.slowVerify(ctx, client, s.standInHash(), pass, verifyStandIn); isQueueErr(ctx, err) {
+			return nil, err
+		}
 		return nil, ErrBadCredentials
 	}
 	if err != nil {
 		return nil, err
 	}
-	var ok bool
-	if s.verify != nil {
-		ok, err = s.verify.Verify(u.Name, u.Password, pass)
-	} else {
-		ok, err = password.Verify(u.Password, pass)
+	ok, err := s.verifyUser(ctx, client, u, pass)
+	if isQueueErr(ctx, err) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: user %s: %v", ErrBadCredentials, u.Name, err)
@@ -107,7 +144,84 @@ func (s *Service) Check(ctx context.Context, name, pass string) (*User, error) {
 	if !ok || !u.LoginAllowed() {
 		return nil, ErrBadCredentials
 	}
+	if s.rehash {
+		s.rehashLogin(ctx, client, u, pass)
+	}
 	return u, nil
+}
+
+// verifyUser checks pass against u's stored hash, through the cache.
+func (s *Service) verifyUser(ctx context.Context, client string, u *User, pass string) (bool, error) {
+	return s.verify.VerifyFunc(u.Name, u.Password, pass, func(stored, plain string) (bool, error) {
+		return s.slowVerify(ctx, client, stored, plain, verifyStored)
+	})
+}
+
+// slowVerify runs verify in the hash pool when stored is a slow hash, and
+// at once when it costs microseconds (a digest), as lookups do.
+func (s *Service) slowVerify(ctx context.Context, client, stored, plain string,
+	verify func(stored, plain string) (bool, error)) (ok bool, err error) {
+	if !password.IsSlow(stored) {
+		return verify(stored, plain)
+	}
+	if perr := s.pool.Do(ctx, client, func() { ok, err = verify(stored, plain) }); perr != nil {
+		return false, perr
+	}
+	return ok, err
+}
+
+// isQueueErr tells a check that was not computed (the pool was busy or the
+// client went away) from one whose stored hash is broken.
+func isQueueErr(ctx context.Context, err error) bool {
+	return err != nil && (errors.Is(err, ErrBusy) || ctx.Err() != nil && errors.Is(err, ctx.Err()))
+}
+
+// HashPassword hashes a cleartext password with the configured scheme and
+// costs, in the hash pool when the scheme is slow: what a front end that
+// writes passwords itself (LDAP's Password Modify) should store.
+func (s *Service) HashPassword(ctx context.Context, plain string) (h string, err error) {
+	if !s.hasher.Slow() {
+		return s.hasher.Hash(plain)
+	}
+	if perr := s.pool.Do(ctx, ClientOf(ctx), func() { h, err = s.hasher.Hash(plain) }); perr != nil {
+		return "", perr
+	}
+	return h, err
+}
+
+// beforeRehash runs between a login's verification and its rehash's
+// write; a test makes a concurrent change there.
+var beforeRehash = func() {}
+
+// errStaleHash ends a rehash whose user's hash changed since it was
+// verified: the change wins.
+var errStaleHash = errors.New("password changed since it was verified")
+
+// rehashLogin replaces u's stored hash, which pass just matched, with one
+// of the configured scheme and costs if it is weaker. The write goes
+// through Modify and only if the stored hash is still the one verified, so
+// a password changed meanwhile (on any node) is never overwritten with the
+// old one. It is best effort: a busy pool or a failed write leaves the old
+// hash, and the next login tries again.
+func (s *Service) rehashLogin(ctx context.Context, client string, u *User, pass string) {
+	if !s.hasher.NeedsRehash(u.Password) {
+		return
+	}
+	h, err := s.HashPassword(WithClient(ctx, client), pass)
+	if err != nil {
+		return
+	}
+	beforeRehash()
+	_, err = s.Modify(ctx, u.Name, func(cur *User) error {
+		if cur.Password != u.Password {
+			return errStaleHash
+		}
+		cur.Password = h
+		return nil
+	})
+	if err == nil {
+		s.verify.Remember(u.Name, h, pass) // the next login need not verify the new hash
+	}
 }
 
 // standInHash returns the hash an unknown user's check is verified against.
@@ -118,7 +232,7 @@ func (s *Service) standInHash() string {
 		}
 		b := make([]byte, 16)
 		rand.Read(b)
-		h, err := password.Hash(s.scheme, base64.RawStdEncoding.EncodeToString(b))
+		h, err := s.hasher.Hash(base64.RawStdEncoding.EncodeToString(b))
 		if err != nil {
 			h = "{SSHA}" // cannot happen for a configured scheme; fails at once
 		}
@@ -228,7 +342,7 @@ func (s *Service) write(ctx context.Context, name, pass string, fields []Field, 
 			return false, err
 		}
 	}
-	hash, err := s.storedPassword(pass)
+	hash, err := s.storedPassword(ctx, pass)
 	if err != nil {
 		return false, err
 	}
@@ -369,12 +483,12 @@ func (r *refusal) Unwrap() error { return r.err }
 var errUnchanged error = &refusal{errors.New("unchanged")}
 
 // storedPassword turns a client's password into what is stored.
-func (s *Service) storedPassword(pass string) (string, error) {
+func (s *Service) storedPassword(ctx context.Context, pass string) (string, error) {
 	if pass == "" {
 		return "", nil
 	}
 	keep := password.HasScheme(pass)
-	if keep || s.scheme == password.SchemePlain { // stored as written
+	if keep || s.hasher.Scheme == password.SchemePlain { // stored as written
 		if err := ValidateHash(pass); err != nil {
 			return "", err
 		}
@@ -385,7 +499,10 @@ func (s *Service) storedPassword(pass string) (string, error) {
 	if len(pass) > password.MaxPasswordLen {
 		return "", inputErrorf("password longer than %d bytes", password.MaxPasswordLen)
 	}
-	h, err := password.Hash(s.scheme, pass)
+	h, err := s.HashPassword(ctx, pass)
+	if isQueueErr(ctx, err) {
+		return "", err
+	}
 	if err != nil {
 		return "", fmt.Errorf("hashing password: %w", err)
 	}

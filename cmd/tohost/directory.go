@@ -33,9 +33,12 @@ type directoryFlags struct {
 	adminAllow      []string
 	secret          string
 	secretFile      string
-	passwordScheme  string
+	hash            hashFlags
 	verifyCacheSize int
 	verifyCacheTTL  time.Duration
+	hashWorkers     int
+	hashQueue       time.Duration
+	rehashOnLogin   bool
 	penaltyMax      time.Duration
 }
 
@@ -61,9 +64,12 @@ func newDirectoryCmd() *cobra.Command {
 	fl.StringSliceVar(&f.adminAllow, "admin-allow", []string{"127.0.0.0/8", "::1/128"}, "networks (CIDR) allowed admin commands (set, del, search, rename)")
 	fl.StringVar(&f.secret, "secret", "", "shared secret clients must send with `auth` first (prefer --secret-file)")
 	fl.StringVar(&f.secretFile, "secret-file", "", "file holding the shared secret")
-	fl.StringVar(&f.passwordScheme, "password-scheme", "ARGON2ID", "scheme for new passwords: ARGON2ID, BLF-CRYPT, CRYPT (sha512-crypt), SSHA512, SSHA256, SSHA, ...")
-	fl.IntVar(&f.verifyCacheSize, "verify-cache-size", 100000, "successful password checks remembered (0: default, -1: off)")
-	fl.DurationVar(&f.verifyCacheTTL, "verify-cache-ttl", 2*time.Minute, "how long a successful password check is remembered")
+	f.hash.register(fl, "scheme for new passwords: ARGON2ID, BLF-CRYPT, CRYPT (sha512-crypt), SSHA512, SSHA256, SSHA, ...")
+	fl.IntVar(&f.verifyCacheSize, "verify-cache-size", directory.DefaultVerifyCacheSize, "users whose last successful password check is remembered (0: default, -1: off)")
+	fl.DurationVar(&f.verifyCacheTTL, "verify-cache-ttl", directory.DefaultVerifyCacheTTL, "how long a successful password check is remembered")
+	fl.IntVar(&f.hashWorkers, "hash-workers", 0, "slow password hashes (argon2, bcrypt, sha-crypt) computed at once, shared fairly between client addresses (0: one core less than GOMAXPROCS, at least 1)")
+	fl.DurationVar(&f.hashQueue, "hash-queue-timeout", directory.DefaultHashQueue, "longest wait of a check for a hash worker; then it is answered -DEAD (LDAP: unavailable); 0: no limit")
+	fl.BoolVar(&f.rehashOnLogin, "rehash-on-login", false, "after a successful check against a weaker scheme or cost than --password-scheme and --argon2-*, store a new hash")
 	fl.DurationVar(&f.penaltyMax, "login-penalty-max", 15*time.Second, "longest window after failed checks and binds (by client and user) in which further tries are refused unchecked; 0: off")
 	return cmd
 }
@@ -83,9 +89,9 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 	if err != nil {
 		return err
 	}
-	scheme, err := password.ParseScheme(f.passwordScheme)
+	hasher, err := f.hash.hasher()
 	if err != nil {
-		return fmt.Errorf("--password-scheme: %w", err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	gate, err := f.listen.gate(log, reg)
@@ -100,8 +106,7 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 		return err
 	}
 	d.OnStop(store.Close)
-	svc := directory.NewService(store, directory.Config{
-		Scheme: scheme, VerifyCacheSize: f.verifyCacheSize, VerifyCacheTTL: f.verifyCacheTTL})
+	svc := directory.NewService(store, f.serviceConfig(hasher))
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(usersGauge(svc))
@@ -128,7 +133,7 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 			return tcp.SetSecret(secret)
 		})
 	}
-	if err := f.ldap.serve(d, gate, svc, scheme, tlsCfg, f.listen.idleTimeout, log, ldap.NewMetrics(reg)); err != nil {
+	if err := f.ldap.serve(d, gate, svc, hasher.Scheme, tlsCfg, f.listen.idleTimeout, log, ldap.NewMetrics(reg)); err != nil {
 		return err
 	}
 	reg.MustRegister(adminhttp.ReadyCollector(store.deps))
@@ -147,6 +152,17 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 	})
 	log.Info("directory store", "store", store.kind, "version", version, "max_conns", gate.MaxConns())
 	return d.Run(ctx)
+}
+
+// serviceConfig is the Service's part of the flags.
+func (f directoryFlags) serviceConfig(h password.Hasher) directory.Config {
+	queue := f.hashQueue
+	if queue == 0 {
+		queue = -1 // the flag's "no limit"
+	}
+	return directory.Config{Scheme: h.Scheme, Argon2: h.Argon2,
+		VerifyCacheSize: f.verifyCacheSize, VerifyCacheTTL: f.verifyCacheTTL,
+		HashWorkers: f.hashWorkers, HashQueueTimeout: queue, RehashOnLogin: f.rehashOnLogin}
 }
 
 // usersGauge reports the number of users at scrape time.
@@ -169,6 +185,8 @@ func (f directoryFlags) tcpauthConfig(log *slog.Logger) (tcpauth.Config, error) 
 	err := errors.Join(f.listen.check(),
 		atLeast("verify-cache-size", f.verifyCacheSize, -1),
 		atLeast("verify-cache-ttl", f.verifyCacheTTL, 0),
+		atLeast("hash-workers", f.hashWorkers, 0),
+		atLeast("hash-queue-timeout", f.hashQueue, 0),
 		atLeast("login-penalty-max", f.penaltyMax, 0))
 	if err != nil {
 		return cfg, err

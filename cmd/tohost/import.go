@@ -17,22 +17,21 @@ import (
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/importer"
-	"github.com/tohost/tohost/directory/password"
 )
 
 type importFlags struct {
-	store          storeFlags
-	format         string
-	mode           string
-	yes            bool
-	rejects        string
-	strict         bool
-	passwordScheme string
-	ldifName       string
-	batch          int
-	workers        int
-	progress       string
-	invalidate     time.Duration
+	store      storeFlags
+	format     string
+	mode       string
+	yes        bool
+	rejects    string
+	strict     bool
+	hash       hashFlags
+	ldifName   string
+	batch      int
+	workers    int
+	progress   string
+	invalidate time.Duration
 }
 
 func init() { root.AddCommand(newImportCmd()) }
@@ -84,7 +83,7 @@ The embedded store cannot be imported into while a directory runs on it.`,
 	fl.BoolVar(&f.yes, "yes", false, "confirm --mode replace, which deletes every user not in the file")
 	fl.StringVar(&f.rejects, "rejects", "", "write rejected records to this file, in the input's format")
 	fl.BoolVar(&f.strict, "strict", false, "check the whole file first; import nothing if any record is rejected")
-	fl.StringVar(&f.passwordScheme, "password-scheme", "ARGON2ID", "scheme for cleartext passwords in the file: ARGON2ID, BLF-CRYPT, CRYPT, SSHA512, SSHA256, SSHA, ...")
+	f.hash.register(fl, "scheme for cleartext passwords in the file: ARGON2ID, BLF-CRYPT, CRYPT, SSHA512, SSHA256, SSHA, ...")
 	fl.StringVar(&f.ldifName, "ldif-name", "uid", "LDIF attribute that names a user: uid or mail (an entry without it uses the other)")
 	fl.IntVar(&f.batch, "batch", 0, "records per transaction (default 20000 for postgres, 50000 for the embedded store)")
 	fl.IntVar(&f.workers, "workers", 0, "parallel workers checking records and hashing passwords (default: CPUs)")
@@ -101,9 +100,9 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 	if mode == directory.BulkReplace && !f.yes {
 		return errors.New("--mode replace deletes every user that is not in the file; add --yes to confirm")
 	}
-	scheme, err := password.ParseScheme(f.passwordScheme)
+	hasher, err := f.hash.hasher()
 	if err != nil {
-		return fmt.Errorf("--password-scheme: %w", err)
+		return err
 	}
 	var format importer.Format
 	if f.format != "" {
@@ -149,7 +148,7 @@ func runImport(ctx context.Context, f importFlags, path string, stdout, stderr i
 			batch = 50_000
 		}
 	}
-	opts := importer.Options{Format: format, Mode: mode, Scheme: scheme, Strict: f.strict,
+	opts := importer.Options{Format: format, Mode: mode, Scheme: hasher.Scheme, Argon2: hasher.Argon2, Strict: f.strict,
 		NameAttr: f.ldifName, BatchSize: batch, Workers: f.workers}
 
 	var rejects *os.File

@@ -47,8 +47,10 @@ type Options struct {
 	// Format of the input; "" guesses it from the name, then the content.
 	Format Format
 	Mode   directory.BulkMode
-	// Scheme hashes cleartext passwords (default password.DefaultScheme).
+	// Scheme hashes cleartext passwords (default password.DefaultScheme),
+	// with Argon2's costs (zero fields: the defaults).
 	Scheme password.Scheme
+	Argon2 password.Argon2Params
 	// Strict reads and checks the whole input first, and imports nothing
 	// if any record is rejected.
 	Strict bool
@@ -138,7 +140,7 @@ func Import(ctx context.Context, store directory.BulkStore, in Input, opts Optio
 	if opts.Scheme == "" {
 		opts.Scheme = password.DefaultScheme
 	}
-	if _, err := password.ParseScheme(string(opts.Scheme)); err != nil {
+	if err := (password.Hasher{Scheme: opts.Scheme, Argon2: opts.Argon2}).Validate(); err != nil {
 		return Stats{}, err
 	}
 	if opts.BatchSize <= 0 {
@@ -400,7 +402,7 @@ func (r *run) pipeline(ctx context.Context, rr recordReader, lr *lineReader, w *
 	})
 
 	var vwg sync.WaitGroup
-	v := &validator{scheme: r.opts.Scheme, dry: dry}
+	v := &validator{hasher: password.Hasher{Scheme: r.opts.Scheme, Argon2: r.opts.Argon2}, dry: dry}
 	for range workers {
 		vwg.Go(func() {
 			for b := range raw {

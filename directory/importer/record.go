@@ -97,7 +97,7 @@ func exportPassword(p string) string {
 
 // validator turns records into entries.
 type validator struct {
-	scheme password.Scheme
+	hasher password.Hasher
 	dry    bool // check only: do not hash cleartext passwords
 }
 
@@ -114,7 +114,7 @@ func (v *validator) entry(r *Record) (directory.BulkEntry, error) {
 		return directory.BulkEntry{}, reason(err)
 	}
 	e := directory.BulkEntry{Line: r.Line, Name: name, Display: r.Name}
-	if !r.Plain || v.scheme == password.SchemePlain { // stored as written
+	if !r.Plain || v.hasher.Scheme == password.SchemePlain { // stored as written
 		if err := directory.ValidateHash(r.Password); err != nil {
 			return directory.BulkEntry{}, reason(err)
 		}
@@ -127,7 +127,7 @@ func (v *validator) entry(r *Record) (directory.BulkEntry, error) {
 	case r.Plain && len(r.Password) > password.MaxPasswordLen:
 		return directory.BulkEntry{}, errorf("password longer than %d bytes", password.MaxPasswordLen)
 	case r.Plain && !v.dry:
-		h, err := password.Hash(v.scheme, r.Password)
+		h, err := v.hasher.Hash(r.Password)
 		if err != nil {
 			return directory.BulkEntry{}, errorf("cannot hash the password: %v", err)
 		}

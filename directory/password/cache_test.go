@@ -3,6 +3,7 @@ package password
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,26 +24,29 @@ func testCache(max int, ttl time.Duration) (c *VerifyCache, calls *atomic.Int64,
 	return c, calls, clock
 }
 
-// checkIndex verifies that the LRU list, the key map and the user index agree.
+// checkIndex verifies that each shard's map, LRU list and free list agree.
 func checkIndex(t *testing.T, c *VerifyCache) {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for user, els := range c.byUser {
-		if len(els) == 0 {
-			t.Errorf("user %q has an empty index", user)
-		}
-		for _, el := range els {
-			e := el.Value.(*cacheEntry)
-			if e.user != user || c.byKey[e.key] != el {
-				t.Errorf("index of %q points at a stale entry", user)
+	for si := range c.shards {
+		s := &c.shards[si]
+		s.mu.Lock()
+		n, prev := 0, int32(none)
+		for i := s.head; i != none; i = s.slots[i].next {
+			e := s.slots[i]
+			if e.prev != prev || s.index[e.user] != i {
+				t.Errorf("shard %d: slot %d (%x) is linked or indexed wrong", si, i, e.user)
 			}
+			prev = i
 			n++
 		}
-	}
-	if n != c.lru.Len() || len(c.byKey) != c.lru.Len() {
-		t.Errorf("index has %d, keys %d, list %d entries", n, len(c.byKey), c.lru.Len())
+		free := 0
+		for i := s.free; i != none; i = s.slots[i].next {
+			free++
+		}
+		if prev != s.tail || n != len(s.index) || n+free != len(s.slots) || n > s.max {
+			t.Errorf("shard %d: list %d, map %d, free %d, slots %d, max %d", si, n, len(s.index), free, len(s.slots), s.max)
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -66,7 +70,9 @@ func TestVerifyCacheHitMiss(t *testing.T) {
 	check("bob", ssha, "wrong", false, 3)   // failures are not cached
 	check("alice", ssha, pw, true, 4)       // other user: miss
 	check("bob", "{PLAIN}"+pw, pw, true, 5) // other stored hash: miss
-	check("bob", ssha, pw, true, 5)
+	check("bob", ssha, pw, true, 6)         // one entry a user: the latest hash's
+	check("bob", ssha, "wrong", false, 7)
+	check("bob", ssha, pw, true, 7) // a wrong guess did not evict it
 	checkIndex(t, c)
 
 	// Errors are passed on and not cached.
@@ -75,8 +81,8 @@ func TestVerifyCacheHitMiss(t *testing.T) {
 			t.Fatalf("Verify(bad stored) = %v, %v", ok, err)
 		}
 	}
-	if calls.Load() != 7 {
-		t.Errorf("%d scheme calls, want 7", calls.Load())
+	if calls.Load() != 9 {
+		t.Errorf("%d scheme calls, want 9", calls.Load())
 	}
 }
 
@@ -217,5 +223,29 @@ func BenchmarkVerifyCacheHit(b *testing.B) {
 		if ok, _ := c.Verify("bob@example.com", stored, pw); !ok {
 			b.Fatal("no match")
 		}
+	}
+}
+
+// BenchmarkVerifyCacheMemory fills a cache sized for a million users and
+// reports what an entry costs in heap: the map, the slot, the name's copy.
+func BenchmarkVerifyCacheMemory(b *testing.B) {
+	const n = 1_000_000
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := NewVerifyCache(n, time.Hour)
+		for i := range n {
+			// The benchmark population's names: user0000042@domain42.example.
+			c.Remember(fmt.Sprintf("user%07d@domain%02d.example", i, i%100), ssha, pw)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		held := c.Len() // a little under n: a full shard evicts while others have room
+		if held < n*9/10 || held > n {
+			b.Fatalf("Len = %d", held)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(held), "bytes/entry")
+		runtime.KeepAlive(c)
 	}
 }

@@ -159,11 +159,11 @@ func (l *limits) verifyCrypt(name, value, plain string, want cryptKind) (bool, e
 	case cryptDES:
 		return verifyDES(name, value, plain)
 	case cryptBcrypt:
-		return slow(func() (bool, error) { return l.verifyBcrypt(name, value, plain) })
+		return l.verifyBcrypt(name, value, plain)
 	case cryptArgon2ID, cryptArgon2I:
-		return slow(func() (bool, error) { return l.verifyArgon2(name, value, plain, kind) })
+		return l.verifyArgon2(name, value, plain, kind)
 	default:
-		return slow(func() (bool, error) { return l.verifyShaCrypt(name, value, plain, kind) })
+		return l.verifyShaCrypt(name, value, plain, kind)
 	}
 }
 

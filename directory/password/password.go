@@ -36,7 +36,7 @@ const (
 	SchemeSMD5     Scheme = "SMD5"      // salted MD5, 8-byte salt, base64
 	SchemeCrypt    Scheme = "CRYPT"     // sha512-crypt ($6$, 5000 rounds)
 	SchemeBlfCrypt Scheme = "BLF-CRYPT" // bcrypt, cost 10
-	SchemeArgon2ID Scheme = "ARGON2ID"  // argon2id, see Argon2 parameters
+	SchemeArgon2ID Scheme = "ARGON2ID"  // argon2id, see Argon2Params
 	SchemePlain    Scheme = "PLAIN"     // cleartext
 )
 
@@ -127,33 +127,11 @@ func Verify(stored, plain string) (bool, error) {
 	return defaultLimits.verify(stored, plain)
 }
 
-// Hash hashes plain with scheme and returns "{SCHEME}value". The scheme name
-// is taken case-insensitively, like ParseScheme.
+// Hash hashes plain with scheme, with the default costs, and returns
+// "{SCHEME}value". The scheme name is taken case-insensitively, like
+// ParseScheme. Hasher sets the costs.
 func Hash(scheme Scheme, plain string) (string, error) {
-	s, err := ParseScheme(string(scheme))
-	if err != nil {
-		return "", err
-	}
-	if len(plain) > MaxPasswordLen {
-		return "", fmt.Errorf("password: longer than %d bytes", MaxPasswordLen)
-	}
-	var value string
-	switch s {
-	case SchemePlain:
-		value = plain
-	case SchemeCrypt:
-		value, err = slow(func() (string, error) { return hashShaCrypt(plain) })
-	case SchemeBlfCrypt:
-		value, err = slow(func() (string, error) { return hashBcrypt(plain) })
-	case SchemeArgon2ID:
-		value, err = slow(func() (string, error) { return hashArgon2ID(plain) })
-	default:
-		value, err = hashDigest(digests[string(s)], plain)
-	}
-	if err != nil {
-		return "", fmt.Errorf("password: hash {%s}: %w", s, err)
-	}
-	return "{" + string(s) + "}" + value, nil
+	return Hasher{Scheme: scheme}.Hash(plain)
 }
 
 // limits caps the cost a stored hash may ask for. A stored value is data (it

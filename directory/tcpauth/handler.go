@@ -97,7 +97,9 @@ func (c *conn) check(req *authent.Request, rep *authent.Reply) outcome {
 		rep.ErrUser(req.User, "password wrong or not a valid user")
 		return outcomeErr
 	}
-	u, err := c.srv.svc.Check(c.ctx, req.User, req.Password)
+	// The address also picks the queue the check's hash waits in, so one
+	// address's storm of checks delays the others by a hash at most.
+	u, err := c.srv.svc.Check(directory.WithClient(c.ctx, addr), req.User, req.Password)
 	if err != nil {
 		var in *directory.InputError
 		if errors.Is(err, directory.ErrBadCredentials) || errors.As(err, &in) {
@@ -257,6 +259,13 @@ func (c *conn) failed(req *authent.Request, rep *authent.Reply, err error) outco
 	if errors.As(err, &in) {
 		rep.Err(in.Msg)
 		return outcomeErr
+	}
+	if errors.Is(err, directory.ErrBusy) {
+		// Too many hashes queued: the client retries later. Not logged
+		// one by one, since a storm makes thousands (the metrics count
+		// them as dead).
+		rep.Dead("directory busy")
+		return outcomeDead
 	}
 	level := slog.LevelError
 	if errors.Is(err, directory.ErrUnavailable) {
