@@ -46,7 +46,7 @@ func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*director
 	for {
 		page, err := s.searchPage(ctx, q, pattern, after, limit)
 		if err != nil {
-			return unavailable(err)
+			return s.unavailable(err)
 		}
 		for _, u := range page {
 			if err := fn(u); err != nil {
