@@ -100,6 +100,8 @@ func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.
 		next, o.kind, o.health, written = st, "postgres", st.Ping, st.Written
 		if f.pgRead != "" {
 			o.kind += "+replica"
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tohost_postgres_replica_reads_total",
+				Help: "User records read from the --postgres-read replica."}, func() float64 { return float64(st.ReplicaReads()) }))
 		}
 	}
 	metrics := cache.NewMetrics(reg)

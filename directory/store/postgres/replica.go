@@ -33,6 +33,8 @@ type replica struct {
 	freshUntil atomic.Int64
 	allUntil   atomic.Int64 // Unix ns: every read goes to the primary until then
 
+	reads atomic.Uint64 // reads served by the replica
+
 	mu     sync.Mutex
 	recent map[string]int64 // name → Unix ns until which it is read from the primary
 

@@ -71,9 +71,18 @@ func (s *Store) Get(ctx context.Context, name string) (*directory.User, error) {
 // as new as the writes this node knows of (see replica), else the primary.
 func (s *Store) readPool(name string) *pgxpool.Pool {
 	if s.replica != nil && s.replica.usable(name) {
+		s.replica.reads.Add(1)
 		return s.replica.pool
 	}
 	return s.pool
+}
+
+// ReplicaReads counts the reads the replica served (0 without one).
+func (s *Store) ReplicaReads() uint64 {
+	if s.replica == nil {
+		return 0
+	}
+	return s.replica.reads.Load()
 }
 
 // Written sends reads of name ("*": of every name) to the primary while a
