@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/tohost/tohost/directory"
@@ -62,13 +61,12 @@ func (f *storeFlags) openBulk(ctx context.Context, existing bool) (*bulkStore, e
 	if f.redis == "" {
 		return b, nil
 	}
-	ropts, err := redis.ParseURL(f.redis)
+	// Timeouts of an admin command, not of a request: it may wait.
+	client, err := newRedisClient(f.redis, 5*time.Second, 10*time.Second)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("--redis: %w", err)
 	}
-	ropts.DialTimeout = 5 * time.Second
-	client := redis.NewClient(ropts)
 	shared := cache.NewRedis(st, cache.RedisOptions{Client: client, Prefix: f.redisPrefix})
 	b.kind = "postgres+redis"
 	b.invalidate = shared.InvalidateAll

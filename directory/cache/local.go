@@ -43,6 +43,10 @@ type Local struct {
 	seed   maphash.Seed
 	shards [shardCount]shard
 	clock  coarseClock
+	// distrusted: invalidations may be going missing (the node's channel
+	// to the other nodes went quiet), so entries cannot be served; reads
+	// go to the next store until Trust.
+	distrusted atomic.Bool
 }
 
 // Entries are keyed by the 64-bit hash of the name, and each entry holds
@@ -96,6 +100,11 @@ func (c *Local) shard(name string) (*shard, uint64) {
 
 // Get implements directory.Store.
 func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
+	if c.distrusted.Load() {
+		// Nothing is stored either: Trust flushes whatever would be.
+		c.opts.Metrics.miss(layerLocal)
+		return c.next.Get(ctx, name)
+	}
 	s, h := c.shard(name)
 	s.mu.RLock()
 	e := s.entries[h]
@@ -222,6 +231,22 @@ func (c *Local) Flush() {
 		s.mu.Unlock()
 	}
 }
+
+// Distrust stops serving cached entries: the node may be missing
+// invalidations. Reads go to the next store until Trust.
+func (c *Local) Distrust() { c.distrusted.Store(true) }
+
+// Trust serves cached entries again, after dropping them all if they were
+// distrusted: the invalidations missed in between are unknown.
+func (c *Local) Trust() {
+	if c.distrusted.Load() {
+		c.Flush()
+		c.distrusted.Store(false)
+	}
+}
+
+// Trusted reports whether cached entries are served.
+func (c *Local) Trusted() bool { return !c.distrusted.Load() }
 
 // Len returns the number of cached names.
 func (c *Local) Len() int {

@@ -18,6 +18,7 @@ var layerNames = [numLayers]string{"local", "redis"}
 type Metrics struct {
 	hits, misses [numLayers]prometheus.Counter
 	redisErrors  prometheus.Counter
+	stale        prometheus.Gauge
 }
 
 // NewMetrics registers the cache metrics with reg.
@@ -28,8 +29,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "tohost_cache_misses_total", Help: "User lookups a cache layer passed on."}, []string{"layer"})
 	redisErrors := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tohost_cache_redis_errors_total", Help: "Failed Redis operations (the store answered instead)."})
-	reg.MustRegister(hits, misses, redisErrors)
-	m := &Metrics{redisErrors: redisErrors}
+	stale := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tohost_cache_stale", Help: "1 while the invalidation channel is silent and the in-process cache is bypassed."})
+	reg.MustRegister(hits, misses, redisErrors, stale)
+	m := &Metrics{redisErrors: redisErrors, stale: stale}
 	for l, name := range layerNames {
 		m.hits[l], m.misses[l] = hits.WithLabelValues(name), misses.WithLabelValues(name)
 	}
@@ -51,5 +54,15 @@ func (m *Metrics) miss(l layer) {
 func (m *Metrics) redisError() {
 	if m != nil {
 		m.redisErrors.Inc()
+	}
+}
+
+func (m *Metrics) setStale(stale bool) {
+	if m != nil {
+		v := 0.0
+		if stale {
+			v = 1
+		}
+		m.stale.Set(v)
 	}
 }

@@ -22,8 +22,26 @@ type RedisOptions struct {
 	// TTL of a cached user (default 10 minutes) and of a cached unknown
 	// name (default 30 seconds).
 	TTL, NegativeTTL time.Duration
-	Logger           *slog.Logger
-	Metrics          *Metrics
+	// Timeout bounds each Redis call of the request path (0: the client's
+	// own timeouts only). A cluster client retries a command that timed
+	// out, on the same node and then another: without this bound a frozen
+	// node would cost a request several timeouts.
+	Timeout time.Duration
+	// Heartbeat is how often the node publishes a sign of life on the
+	// invalidation channel (default 1 second).
+	Heartbeat time.Duration
+	// StaleAfter: a node that has heard nothing on the invalidation
+	// channel (its own heartbeat included) for this long stops serving
+	// its in-process cache, which may be missing invalidations, until it
+	// hears again; it then flushes it. Default 3 seconds; negative: never.
+	StaleAfter time.Duration
+	// Written, if set, learns of every name written by any node as soon
+	// as this node does (an invalidation, a tombstone), and of "*" while
+	// writes may go unseen (the channel is quiet or was lost). A store
+	// reading replicas sends reads of such names to the primary.
+	Written func(name string)
+	Logger  *slog.Logger
+	Metrics *Metrics
 }
 
 // Value markers. A user record starts with the codec's version byte (1).
@@ -43,6 +61,9 @@ const downFor = time.Second
 
 // maxPending bounds the invalidations remembered while Redis is down.
 const maxPending = 100_000
+
+// heartbeatMsg is the payload of a heartbeat: no user name holds a NUL.
+const heartbeatMsg = "\x00heartbeat"
 
 // Redis is the cache shared by all directory nodes. Reads try Redis, then
 // the next store, and fill Redis; writes go to the next store, then leave a
@@ -65,6 +86,11 @@ type Redis struct {
 	mu       sync.Mutex
 	pending  []string // invalidations not yet delivered
 	overflow bool     // more were lost than pending holds
+
+	lastHeard atomic.Int64  // Unix ns of the last message on the channel
+	stale     atomic.Bool   // nothing heard for StaleAfter
+	retryNow  chan struct{} // wakes retryPending when the channel is back
+	sub       atomic.Pointer[subscription]
 }
 
 // NewShared builds a node's cache stack, Local → Redis → next, wired so
@@ -90,10 +116,33 @@ func NewRedis(next directory.Store, opts RedisOptions) *Redis {
 	if opts.NegativeTTL == 0 {
 		opts.NegativeTTL = 30 * time.Second
 	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = time.Second
+	}
+	if opts.StaleAfter == 0 {
+		opts.StaleAfter = 3 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Redis{next: next, c: opts.Client, opts: opts, log: opts.Logger, channel: opts.Prefix + "invalidate"}
+	return &Redis{next: next, c: opts.Client, opts: opts, log: opts.Logger,
+		channel: opts.Prefix + "invalidate", retryNow: make(chan struct{}, 1)}
+}
+
+// bound applies opts.Timeout to one Redis call.
+func (r *Redis) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if r.opts.Timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, r.opts.Timeout)
+}
+
+// written tells opts.Written, if any, that name was (or "*": anything may
+// have been) written.
+func (r *Redis) written(name string) {
+	if r.opts.Written != nil {
+		r.opts.Written(name)
+	}
 }
 
 func (r *Redis) key(name string) string { return r.opts.Prefix + "user:" + name }
@@ -102,13 +151,16 @@ func (r *Redis) key(name string) string { return r.opts.Prefix + "user:" + name 
 func (r *Redis) Get(ctx context.Context, name string) (*directory.User, error) {
 	refill := r.up()
 	if refill {
-		b, err := r.c.Get(ctx, r.key(name)).Bytes()
+		rctx, cancel := r.bound(ctx)
+		b, err := r.c.Get(rctx, r.key(name)).Bytes()
+		cancel()
 		switch {
 		case err == nil && len(b) > 0 && b[0] == markMissing:
 			r.opts.Metrics.hit(layerRedis)
 			return nil, directory.ErrNotFound
 		case err == nil && len(b) > 0 && b[0] == markTombstone:
 			refill = false
+			r.written(name)
 		case err == nil:
 			u := new(directory.User)
 			if u.UnmarshalBinary(b) == nil {
@@ -137,6 +189,8 @@ func (r *Redis) Get(ctx context.Context, name string) (*directory.User, error) {
 
 // fill caches a value unless the key exists (a tombstone of a write).
 func (r *Redis) fill(ctx context.Context, name string, v []byte, ttl time.Duration) {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	err := r.c.SetArgs(ctx, r.key(name), v, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		r.failed(err)
@@ -176,27 +230,70 @@ func (r *Redis) Count(ctx context.Context) (int64, error) { return r.next.Count(
 func (r *Redis) Close() error { return r.next.Close() }
 
 // InvalidateAll drops every cached user on every node (after a bulk
-// import). It deletes this prefix's user keys and publishes "*".
+// import). It deletes this prefix's user keys on every master (a cluster
+// keeps them on several) and publishes "*".
 func (r *Redis) InvalidateAll(ctx context.Context) error {
-	iter := r.c.Scan(ctx, 0, r.opts.Prefix+"user:*", 1000).Iterator()
+	err := forEachMaster(ctx, r.c, func(ctx context.Context, node redis.UniversalClient) error {
+		return deleteMatching(ctx, node, r.opts.Prefix+"user:*")
+	})
+	if err != nil {
+		return err
+	}
+	return r.publisher(ctx).Publish(ctx, r.channel, "*").Err()
+}
+
+// forEachMaster runs fn on every master of a cluster, or on the one server.
+func forEachMaster(ctx context.Context, c redis.UniversalClient, fn func(context.Context, redis.UniversalClient) error) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return fn(ctx, node) })
+	}
+	return fn(ctx, c)
+}
+
+// deleteMatching deletes the keys of one server that match pattern. Each
+// DEL names one key: keys of one node may sit in different hash slots, and
+// a multi-key DEL across slots is refused by a cluster.
+func deleteMatching(ctx context.Context, node redis.UniversalClient, pattern string) error {
+	iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
 	var batch []string
+	flush := func() error {
+		_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range batch {
+				p.Del(ctx, k)
+			}
+			return nil
+		})
+		batch = batch[:0]
+		return err
+	}
 	for iter.Next(ctx) {
 		if batch = append(batch, iter.Val()); len(batch) == 1000 {
-			if err := r.c.Del(ctx, batch...).Err(); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
-			batch = batch[:0]
 		}
 	}
 	if err := iter.Err(); err != nil {
 		return err
 	}
 	if len(batch) > 0 {
-		if err := r.c.Del(ctx, batch...).Err(); err != nil {
-			return err
+		return flush()
+	}
+	return nil
+}
+
+// publisher is where this node publishes. In a cluster that is the master
+// the subscription is on (the one serving the channel name's hash slot):
+// a heartbeat that comes back through it then proves that the path every
+// invalidation takes works, where a publish to another master would only
+// prove that one.
+func (r *Redis) publisher(ctx context.Context) redis.Cmdable {
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		if m, err := cc.MasterForKey(ctx, r.channel); err == nil {
+			return m
 		}
 	}
-	return r.c.Publish(ctx, r.channel, "*").Err()
+	return r.c
 }
 
 // invalidate tombstones the names and tells every node. Called after a
@@ -216,14 +313,27 @@ func (r *Redis) invalidate(ctx context.Context, names ...string) {
 	r.pending = append(r.pending, names...)
 }
 
+// send writes the tombstones, then publishes the names: a node that
+// drops its copy on the message and reads again finds the tombstone. In a
+// cluster the tombstones go to their keys' masters, the messages to the
+// channel's.
 func (r *Redis) send(ctx context.Context, names []string) error {
+	ctx, cancel := r.bound(ctx)
+	defer cancel()
 	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, n := range names {
 			p.Set(ctx, r.key(n), []byte{markTombstone}, tombstoneTTL)
-			p.Publish(ctx, r.channel, n)
 		}
 		return nil
 	})
+	if err == nil {
+		_, err = r.publisher(ctx).Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, n := range names {
+				p.Publish(ctx, r.channel, n)
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		r.failed(err)
 	}
@@ -246,46 +356,161 @@ func (r *Redis) failed(err error) {
 	}
 }
 
-// Run keeps the invalidation subscription and delivers the pending
-// invalidations, until ctx is done.
+// Run keeps the invalidation subscription, publishes the heartbeat,
+// watches for silence and delivers the pending invalidations, until ctx
+// is done.
 func (r *Redis) Run(ctx context.Context) error {
+	r.lastHeard.Store(time.Now().UnixNano())
 	go r.retryPending(ctx)
-	ps := r.c.Subscribe(ctx, r.channel)
-	defer ps.Close()
+	go r.heartbeat(ctx)
+	for ctx.Err() == nil {
+		r.subscribeOnce(ctx)
+	}
+	return nil
+}
+
+// subscription is one SUBSCRIBE connection; dropped marks it closed by
+// the staleness watcher rather than by a failure.
+type subscription struct {
+	ps      *redis.PubSub
+	dropped atomic.Bool
+}
+
+// subscribeOnce receives on one subscription until ctx is done or the
+// subscription is dropped. go-redis reconnects it after an error.
+func (r *Redis) subscribeOnce(ctx context.Context) {
+	sub := &subscription{ps: r.c.Subscribe(ctx, r.channel)}
+	r.sub.Store(sub)
+	defer sub.ps.Close()
 	// Receive blocks in a read that ignores ctx; closing wakes it.
-	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	stop := context.AfterFunc(ctx, func() { sub.ps.Close() })
 	defer stop()
 	for {
-		msg, err := ps.Receive(ctx)
-		if ctx.Err() != nil {
-			return nil
+		msg, err := sub.ps.Receive(ctx)
+		if ctx.Err() != nil || sub.dropped.Load() {
+			return
 		}
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			// Subscribed, or subscribed again after a lost connection:
-			// invalidations may have been missed in between.
-			if r.local != nil {
-				r.local.Flush()
-			}
-			if r.isDown.Swap(false) {
-				r.log.Info("redis available again; in-process cache flushed", "failed", r.failures.Swap(0),
-					"down_for", time.Since(time.Unix(0, r.downSince.Load())).Round(time.Millisecond).String())
-			}
-		case *redis.Message:
-			r.apply(m.Payload)
-		}
+		r.receive(msg)
 		if err != nil {
 			r.failed(err)
 			select {
 			case <-ctx.Done():
-				return nil
+				return
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
 	}
 }
 
+// dropSubscription closes the subscription so that Run opens a new one: a
+// connection to a frozen or vanished server may never report an error,
+// and in a cluster the new one goes to the channel's current master.
+func (r *Redis) dropSubscription() {
+	if sub := r.sub.Load(); sub != nil {
+		sub.dropped.Store(true)
+		sub.ps.Close()
+	}
+}
+
+// receive handles one event of the subscription.
+func (r *Redis) receive(msg any) {
+	switch m := msg.(type) {
+	case *redis.Subscription:
+		// Subscribed, or subscribed again after a lost connection:
+		// invalidations may have been missed in between.
+		r.heard()
+		r.written("*")
+		if r.local != nil {
+			r.local.Flush()
+		}
+		if r.isDown.Swap(false) {
+			r.log.Info("redis available again; in-process cache flushed", "failed", r.failures.Swap(0),
+				"down_for", time.Since(time.Unix(0, r.downSince.Load())).Round(time.Millisecond).String())
+		}
+	case *redis.Message:
+		r.heard()
+		r.apply(m.Payload)
+	case *redis.Pong:
+		r.heard()
+	}
+}
+
+// heard notes a sign of life of the channel. A node that had gone stale
+// trusts its in-process cache again, emptied, and delivers what it owes.
+func (r *Redis) heard() {
+	r.lastHeard.Store(time.Now().UnixNano())
+	if !r.stale.Load() {
+		return
+	}
+	if r.local != nil {
+		r.local.Trust()
+	}
+	r.stale.Store(false)
+	r.isDown.Store(false)
+	r.opts.Metrics.setStale(false)
+	r.log.Info("invalidation channel heard again; in-process cache flushed and in use")
+	select {
+	case r.retryNow <- struct{}{}:
+	default:
+	}
+}
+
+// heartbeat publishes a sign of life every opts.Heartbeat and stops
+// trusting the in-process cache when the channel has been silent for
+// opts.StaleAfter: a frozen Redis, or a subscription connection that is
+// open but carries nothing, delivers no invalidation and no error either.
+func (r *Redis) heartbeat(ctx context.Context) {
+	t := time.NewTicker(r.opts.Heartbeat)
+	defer t.Stop()
+	var dropped time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.checkStale() && time.Since(dropped) >= r.opts.StaleAfter {
+			r.dropSubscription()
+			dropped = time.Now()
+		}
+		// Sent whether or not Redis is marked down: it is also the probe.
+		pctx, cancel := r.bound(ctx)
+		if err := r.publisher(pctx).Publish(pctx, r.channel, heartbeatMsg).Err(); err != nil && ctx.Err() == nil {
+			r.failed(err)
+		}
+		cancel()
+	}
+}
+
+// checkStale distrusts the in-process cache once the channel has been
+// silent too long, and reports whether it has. While stale, every name may
+// have been written unseen.
+func (r *Redis) checkStale() bool {
+	if r.opts.StaleAfter < 0 {
+		return false
+	}
+	silent := time.Duration(time.Now().UnixNano() - r.lastHeard.Load())
+	if silent <= r.opts.StaleAfter {
+		return false
+	}
+	r.written("*")
+	if r.stale.Swap(true) {
+		return true
+	}
+	if r.local != nil {
+		r.local.Distrust()
+	}
+	r.opts.Metrics.setStale(true)
+	r.log.Warn("invalidation channel silent; in-process cache bypassed until it is heard again",
+		"silent", silent.Round(time.Millisecond))
+	return true
+}
+
 func (r *Redis) apply(name string) {
+	if name == heartbeatMsg {
+		return
+	}
+	r.written(name)
 	if r.local == nil {
 		return
 	}
@@ -306,6 +531,7 @@ func (r *Redis) retryPending(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-r.retryNow:
 		}
 		r.mu.Lock()
 		names, overflow := r.pending, r.overflow

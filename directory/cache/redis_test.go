@@ -34,6 +34,12 @@ func newNode(t *testing.T, next directory.Store, client redis.UniversalClient, p
 	t.Helper()
 	local, r := NewShared(next, LocalOptions{Size: 1000, NegativeTTL: time.Minute},
 		RedisOptions{Client: client, Prefix: prefix, Logger: quiet, Metrics: m})
+	return startNode(t, local, r)
+}
+
+// startNode runs r and returns once it is subscribed.
+func startNode(t *testing.T, local *Local, r *Redis) *node {
+	t.Helper()
 	// Run flushes the in-process cache once its subscription is confirmed:
 	// a marker entry put there first tells when that happened, so no test
 	// writes before the node listens for invalidations.

@@ -32,6 +32,13 @@ type Options struct {
 	NoMigrate bool
 	// QueryTimeout bounds each call to the database (default 5s).
 	QueryTimeout time.Duration
+	// ReadURL, if set, is a streaming replica of the database; user
+	// records are read from it when it is certainly new enough (see
+	// replica), everything else uses the primary.
+	ReadURL string
+	// ReadLag is how far behind the primary the replica may be and still
+	// be read (default 1s).
+	ReadLag time.Duration
 }
 
 // connectTimeout bounds dialing when the URL sets no connect_timeout:
@@ -45,6 +52,7 @@ const defaultQueryTimeout = 5 * time.Second
 // Store is the PostgreSQL directory.Store. It is safe for concurrent use.
 type Store struct {
 	pool    *pgxpool.Pool
+	replica *replica // nil: every read goes to pool
 	timeout time.Duration
 }
 
@@ -61,15 +69,9 @@ var _ directory.Store = (*Store)(nil)
 // string), applies pending migrations unless opts.NoMigrate, and checks
 // that the database answers. Failures wrap directory.ErrUnavailable.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url, opts)
 	if err != nil {
-		return nil, fmt.Errorf("postgres url: %w", err)
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = connectTimeout
-	}
-	if opts.MaxConns > 0 {
-		cfg.MaxConns = opts.MaxConns
+		return nil, err
 	}
 	if !opts.NoMigrate {
 		if err := migrate(ctx, cfg.ConnConfig); err != nil {
@@ -88,7 +90,49 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	if opts.ReadURL != "" {
+		if err := s.openReplica(ctx, opts); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+func poolConfig(url string, opts Options) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	return cfg, nil
+}
+
+// openReplica connects to opts.ReadURL and starts watching its lag. The
+// replica need not answer yet: until it does, reads go to the primary.
+func (s *Store) openReplica(ctx context.Context, opts Options) error {
+	cfg, err := poolConfig(opts.ReadURL, opts)
+	if err != nil {
+		return fmt.Errorf("read replica: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return unavailable(err)
+	}
+	r := &replica{pool: pool, lag: opts.ReadLag, recent: make(map[string]int64), done: make(chan struct{})}
+	if r.lag <= 0 {
+		r.lag = time.Second
+	}
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	r.stop = stop
+	go r.watch(wctx, s.pool)
+	s.replica = r
+	return nil
 }
 
 // Migrate applies every pending migration of package schema to the
@@ -142,6 +186,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes every connection; later calls fail with ErrUnavailable.
 func (s *Store) Close() error {
+	if s.replica != nil {
+		s.replica.close()
+	}
 	s.pool.Close()
 	return nil
 }

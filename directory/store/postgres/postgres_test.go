@@ -464,3 +464,16 @@ func checkUnavailable(t *testing.T, s *Store) {
 	}
 	t.Logf("get: %v", getErr)
 }
+
+// TestConformanceWithReplica: with a read URL (here the database itself,
+// a replica with no lag) the store still behaves as a store.
+func TestConformanceWithReplica(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) directory.Store {
+		url := testservices.Postgres(t)
+		s, err := Open(ctx, url, Options{MaxConns: 4, ReadURL: url, ReadLag: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}

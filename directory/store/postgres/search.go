@@ -49,7 +49,7 @@ func (s *Store) Search(ctx context.Context, m directory.Match, fn func(*director
 			if ctx.Err() != nil {
 				return ctx.Err() // the caller gave up (its client left): not an outage
 			}
-			return unavailable(err)
+			return s.unavailable(err)
 		}
 		for _, u := range page {
 			if err := fn(u); err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tohost/tohost/directory"
 )
@@ -55,17 +56,51 @@ func (s *Store) Get(ctx context.Context, name string) (*directory.User, error) {
 	if !storable(name) {
 		return nil, directory.ErrNotFound // no stored name is like this
 	}
-	u, err := scanUser(s.pool.QueryRow(ctx, selectUser, name))
+	pool := s.readPool(name)
+	u, err := scanUser(pool.QueryRow(ctx, selectUser, name))
 	if err != nil && !errors.Is(err, directory.ErrNotFound) {
-		return nil, unavailable(err)
+		if pool != s.pool {
+			return nil, unavailable(err) // the replica's failure says nothing of the primary
+		}
+		return nil, s.unavailable(err)
 	}
 	return u, err
+}
+
+// readPool is where a read of name goes: the replica when it is certainly
+// as new as the writes this node knows of (see replica), else the primary.
+func (s *Store) readPool(name string) *pgxpool.Pool {
+	if s.replica != nil && s.replica.usable(name) {
+		s.replica.reads.Add(1)
+		return s.replica.pool
+	}
+	return s.pool
+}
+
+// ReplicaReads counts the reads the replica served (0 without one).
+func (s *Store) ReplicaReads() uint64 {
+	if s.replica == nil {
+		return 0
+	}
+	return s.replica.reads.Load()
+}
+
+// Written sends reads of name ("*": of every name) to the primary while a
+// replica may not have it yet. The store calls it for its own writes; the
+// caches call it for the writes of other nodes they learn of. Without a
+// replica it does nothing.
+func (s *Store) Written(name string) {
+	if s.replica != nil {
+		s.replica.written(name)
+	}
 }
 
 // Update implements directory.Store: it locks the row (SELECT FOR UPDATE),
 // so concurrent read-modify-writes of one user queue instead of losing
 // updates, and returns the record as stored (times in microseconds).
 func (s *Store) Update(ctx context.Context, name string, fn directory.UpdateFunc) (*directory.User, error) {
+	// Even a failed write may have committed (a timeout after COMMIT).
+	defer s.Written(name)
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if !storable(name) {
@@ -81,7 +116,7 @@ func (s *Store) Update(ctx context.Context, name string, fn directory.UpdateFunc
 		return nil, ce.err
 	}
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, s.unavailable(err)
 	}
 	return u, nil
 }
@@ -124,6 +159,7 @@ func write(ctx context.Context, tx pgx.Tx, create bool, u *directory.User) (*dir
 
 // Delete implements directory.Store.
 func (s *Store) Delete(ctx context.Context, name string) error {
+	defer s.Written(name)
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if !storable(name) {
@@ -131,7 +167,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	}
 	tag, err := s.pool.Exec(ctx, deleteUser, name)
 	if err != nil {
-		return unavailable(err)
+		return s.unavailable(err)
 	}
 	if tag.RowsAffected() == 0 {
 		return directory.ErrNotFound
@@ -142,6 +178,8 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 // Rename implements directory.Store with one UPDATE of the key, atomic on
 // its own: no row is ErrNotFound, a taken name is a unique violation.
 func (s *Store) Rename(ctx context.Context, oldName, newName, newDisplay string) error {
+	defer s.Written(newName)
+	defer s.Written(oldName)
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if !storable(oldName) {
@@ -161,7 +199,7 @@ func (s *Store) Rename(ctx context.Context, oldName, newName, newDisplay string)
 	case hasCode(err, uniqueViolation):
 		return directory.ErrExists
 	case err != nil:
-		return unavailable(err)
+		return s.unavailable(err)
 	case tag.RowsAffected() == 0:
 		return directory.ErrNotFound
 	}
@@ -175,7 +213,7 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 	defer cancel()
 	var n int64
 	if err := s.pool.QueryRow(ctx, countUsers).Scan(&n); err != nil {
-		return 0, unavailable(err)
+		return 0, s.unavailable(err)
 	}
 	return n, nil
 }
