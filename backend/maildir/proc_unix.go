@@ -6,7 +6,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func processAlive(pid int) bool {
@@ -17,15 +18,15 @@ func processAlive(pid int) bool {
 func isCrossDevice(err error) bool { return errors.Is(err, syscall.EXDEV) }
 
 // touch sets the mtime of an open file to now, whatever its name is by
-// now.
+// now. "Now" is the file system's own time (a NULL time: on NFS the
+// server's clock), the clock other hosts' mtimes come from too.
 func touch(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	tv := syscall.NsecToTimeval(time.Now().UnixNano())
 	var terr error
-	if err := rc.Control(func(fd uintptr) { terr = syscall.Futimes(int(fd), []syscall.Timeval{tv, tv}) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { terr = unix.Futimes(int(fd), nil) }); err != nil {
 		return err
 	}
 	return terr
