@@ -56,6 +56,9 @@ type DeliveryConfig struct {
 	Name string
 	// AcceptDefault takes mail for users who have no tohost.
 	AcceptDefault bool
+	// Peers are the other backends sharing the mail directory; mail for
+	// their users is taken too (home.Rule).
+	Peers []string
 	// Directory looks the recipients up (required).
 	Directory Directory
 	// Store keeps the mail (required).
@@ -281,7 +284,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		d.cfg.Metrics.outcome(s.proto, outcomeUnavailable, 1)
 		return errDirectory
 	}
-	if !(home.Rule{Name: d.cfg.Name, AcceptDefault: d.cfg.AcceptDefault}).Here(u.Get("tohost")) {
+	if !(home.Rule{Name: d.cfg.Name, AcceptDefault: d.cfg.AcceptDefault, Peers: d.cfg.Peers}).Here(u.Get("tohost")) {
 		s.log.Info("recipient of another backend", "rcpt", to, "tohost", u.Get("tohost"))
 		d.cfg.Metrics.outcome(s.proto, outcomeOtherServer, 1)
 		return errOtherBackend
@@ -530,7 +533,7 @@ func (s *session) stillHere(addr string) error {
 		s.log.Warn("directory unavailable before the message was stored", "rcpt", addr, "err", err)
 		return errDirectory
 	}
-	if !(home.Rule{Name: d.cfg.Name, AcceptDefault: d.cfg.AcceptDefault}).Here(u.Get("tohost")) {
+	if !(home.Rule{Name: d.cfg.Name, AcceptDefault: d.cfg.AcceptDefault, Peers: d.cfg.Peers}).Here(u.Get("tohost")) {
 		s.log.Info("recipient moved to another backend before the message was stored", "rcpt", addr, "tohost", u.Get("tohost"))
 		return errMoved
 	}

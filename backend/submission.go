@@ -48,6 +48,7 @@ type SubmissionConfig struct {
 	// (required); only its users may log in (home.Rule).
 	Name          string
 	AcceptDefault bool
+	Peers         []string       // backends sharing the mail directory, whose users are claimed too
 	Directory     LoginDirectory // required
 	Queue         Queue          // required
 	// MaxMessageBytes is the largest message taken (SIZE); 0: 64 MiB.
@@ -206,7 +207,7 @@ func (m *submission) authenticate(login, pass string) error {
 		log.Warn("submission login: directory unavailable", "err", err)
 		return errAuthTemp
 	}
-	if th := u.Get("tohost"); !(home.Rule{Name: cfg.Name, AcceptDefault: cfg.AcceptDefault}).Here(th) {
+	if th := u.Get("tohost"); !(home.Rule{Name: cfg.Name, AcceptDefault: cfg.AcceptDefault, Peers: cfg.Peers}).Here(th) {
 		cfg.Metrics.login(outcomeLoginRefused)
 		log.Warn("submission login refused: user lives elsewhere", "tohost", th)
 		return errNotServed

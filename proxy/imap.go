@@ -273,7 +273,7 @@ func (p *Proxy) imapLogin(ctx context.Context, s *session, tag, user, pass strin
 		return reply("NO [UNAVAILABLE] Temporary authentication failure, try again later")
 	}
 	start := time.Now()
-	b, err := p.imapBackendLogin(ctx, s, route, user, pass)
+	b, err := p.imapBackendLogin(ctx, s, &route, user, pass)
 	if err != nil {
 		p.cfg.Metrics.login(IMAP, outcomeUnavailable)
 		s.log.Warn("backend login failed", "user", user, "backend", route.Addr, "err", err)

@@ -48,7 +48,7 @@ var errBackendRefused = errors.New("backend refused the login")
 
 // imapBackendLogin connects to route, logs in as user and returns the
 // connection ready for the relay. Errors wrap ErrTemporary.
-func (p *Proxy) imapBackendLogin(ctx context.Context, s *session, route Route, user, pass string) (*imapHandover, error) {
+func (p *Proxy) imapBackendLogin(ctx context.Context, s *session, route *Route, user, pass string) (*imapHandover, error) {
 	c, err := p.dialBackend(ctx, route, s.c) // counts its own failures
 	if err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (p *Proxy) imapBackendLogin(ctx context.Context, s *session, route Route, u
 	// at shutdown cuts it short.
 	cut := context.AfterFunc(ctx, func() { c.Close() })
 	b := &imapBackend{c: c, r: bufio.NewReaderSize(c, backendBuffer)}
-	h, counted, err := p.imapBackendSteps(ctx, s, route, b, user, pass)
+	h, counted, err := p.imapBackendSteps(ctx, s, *route, b, user, pass)
 	if !cut() && err == nil {
 		err = ctx.Err()
 	}

@@ -251,7 +251,7 @@ func (p *Proxy) pop3Login(ctx context.Context, s *session, user, pass string) (d
 		return s.write(pop3ReplyTemp) != nil
 	}
 	start := time.Now()
-	bc, br, ok, err := p.pop3Backend(ctx, s, route, user, pass)
+	bc, br, ok, err := p.pop3Backend(ctx, s, &route, user, pass)
 	if err != nil {
 		p.cfg.Metrics.login(POP3, outcomeUnavailable)
 		s.log.Warn("login: backend", "user", user, "backend", route.Addr, "err", err)
@@ -283,11 +283,12 @@ var errPOP3BackendRefused = errors.New("backend refused the login")
 // backend sent past the login) and the backend's +OK line for the login.
 // Errors wrap ErrTemporary; a -ERR to the login wraps
 // errPOP3BackendRefused as well.
-func (p *Proxy) pop3Backend(ctx context.Context, s *session, r Route, user, pass string) (net.Conn, *bufio.Reader, string, error) {
-	c, err := p.dialBackend(ctx, r, s.c)
+func (p *Proxy) pop3Backend(ctx context.Context, s *session, rp *Route, user, pass string) (net.Conn, *bufio.Reader, string, error) {
+	c, err := p.dialBackend(ctx, rp, s.c)
 	if err != nil {
 		return nil, nil, "", err
 	}
+	r := *rp
 	fail := func(err error) (net.Conn, *bufio.Reader, string, error) {
 		c.Close()
 		p.cfg.Metrics.backendFailed()

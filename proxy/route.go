@@ -3,7 +3,9 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -14,6 +16,31 @@ import (
 type Route struct {
 	Host string // the backend's host name or address, for TLS verification
 	Addr string // host:port to dial
+	// Alt are the backends to try, in order, when Addr cannot be
+	// reached: the other default backends, for a user without tohost
+	// when there are several (they share one mail directory).
+	Alt []Route
+}
+
+// serves reports whether the backend at addr is r's or one of its
+// alternatives: any of them serves the user.
+func (r Route) serves(addr string) bool {
+	if r.Addr == addr {
+		return true
+	}
+	for _, a := range r.Alt {
+		if a.Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// candidates returns r and its alternatives, in the order to try them.
+func (r Route) candidates() []Route {
+	first := r
+	first.Alt = nil
+	return append([]Route{first}, r.Alt...)
 }
 
 // ErrLoop: the user's tohost names this proxy.
@@ -23,15 +50,34 @@ var ErrLoop = errors.New("tohost names this proxy: routing loop refused")
 var ErrNoBackend = errors.New("user has no tohost and no --default-backend is set")
 
 // route returns the backend for u over proto: its tohost field, else the
-// default backend; the protocol's port unless tohost carries one.
+// default backend (one of them, chosen by the user's name, the others as
+// alternatives); the protocol's port unless the target carries one.
 func (p *Proxy) route(u authent.User, proto Protocol) (Route, error) {
-	target := strings.TrimSpace(u.Get("tohost"))
-	if target == "" {
-		target = p.cfg.DefaultBackend
+	if target := strings.TrimSpace(u.Get("tohost")); target != "" {
+		return p.routeTo(u, target, proto)
 	}
-	if target == "" {
+	defaults := defaultBackends(p.cfg.DefaultBackend)
+	if len(defaults) == 0 {
 		return Route{}, ErrNoBackend
 	}
+	rendezvous(strings.ToLower(u.Name), defaults)
+	var r Route
+	for i, target := range defaults {
+		one, err := p.routeTo(u, target, proto)
+		if err != nil {
+			return Route{}, err
+		}
+		if i == 0 {
+			r = one
+		} else {
+			r.Alt = append(r.Alt, one)
+		}
+	}
+	return r, nil
+}
+
+// routeTo is the route to one target (a tohost value).
+func (p *Proxy) routeTo(u authent.User, target string, proto Protocol) (Route, error) {
 	host, port, err := splitTarget(target, p.cfg.Ports[proto])
 	if err != nil {
 		return Route{}, fmt.Errorf("user %s: tohost %q: %w", u.Name, target, err)
@@ -40,6 +86,43 @@ func (p *Proxy) route(u authent.User, proto Protocol) (Route, error) {
 		return Route{}, fmt.Errorf("user %s: %w (%s)", u.Name, ErrLoop, target)
 	}
 	return Route{Host: host, Addr: net.JoinHostPort(host, strconv.Itoa(port))}, nil
+}
+
+// defaultBackends splits a --default-backend value: one backend, or
+// several separated by commas.
+func defaultBackends(s string) []string {
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// rendezvous orders backends for user by highest random weight (a hash of
+// the user and the backend): every proxy puts the same backend first for
+// a user, so the user's sessions meet on one backend; and when a backend
+// is added or removed, only the users it wins or held move.
+func rendezvous(user string, backends []string) {
+	weight := func(b string) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(user))
+		h.Write([]byte{0})
+		h.Write([]byte(strings.ToLower(b)))
+		return mix64(h.Sum64())
+	}
+	sort.SliceStable(backends, func(i, j int) bool { return weight(backends[i]) > weight(backends[j]) })
+}
+
+// mix64 is SplitMix64's finalizer: FNV's low bits alone spread similar
+// names poorly.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // splitTarget reads a tohost value: host, host:port, [v6], [v6]:port or a

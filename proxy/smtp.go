@@ -471,10 +471,12 @@ func (in *smtpIncoming) Rcpt(to string, opts *smtp.RcptOptions) error {
 		s.log.Error("smtp: no route", "rcpt", to, "err", err)
 		return smtpErrNoRoute
 	}
-	if len(in.rcpts) > 0 && r.Addr != in.be.route.Addr {
+	// Default backends sharing the mail serve one another's users: a
+	// transaction stays on the one it is on.
+	if len(in.rcpts) > 0 && !r.serves(in.be.route.Addr) {
 		return smtpErrOtherHost
 	}
-	if in.be != nil && in.be.route.Addr != r.Addr { // nobody taken on it yet: move
+	if in.be != nil && !r.serves(in.be.route.Addr) { // nobody taken on it yet: move
 		in.be.Close()
 		in.be, in.mailed = nil, false
 	}

@@ -39,7 +39,7 @@ type smtpBackend struct {
 func (c *smtpConn) dialBackend(r Route, lmtp bool, user, pass string) (*smtpBackend, error) {
 	p, s := c.p, c.s
 	start := time.Now()
-	conn, err := p.dialBackend(c.ctx, r, s.c) // its deadline: now + DialTimeout
+	conn, err := p.dialBackend(c.ctx, &r, s.c) // its deadline: now + DialTimeout
 	if err != nil {
 		return nil, err
 	}

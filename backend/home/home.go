@@ -15,17 +15,30 @@ type Rule struct {
 	Name string
 	// AcceptDefault claims the users who have no tohost.
 	AcceptDefault bool
+	// Peers are the other backends sharing this backend's mail directory
+	// (tohost backend --shared-mail-dir --peer): their users' mailboxes
+	// are on the same drive, so they are claimed too.
+	Peers []string
 }
 
 // Here reports whether a user with this tohost lives here: its host part
-// is Name's, case and any port and trailing dot aside; or it is empty and
-// AcceptDefault is set.
+// is Name's or a peer's, case and any port and trailing dot aside; or it
+// is empty and AcceptDefault is set.
 func (r Rule) Here(tohost string) bool {
 	tohost = strings.TrimSpace(tohost)
 	if tohost == "" {
 		return r.AcceptDefault
 	}
-	return strings.EqualFold(HostOf(tohost), HostOf(r.Name))
+	host := HostOf(tohost)
+	if strings.EqualFold(host, HostOf(r.Name)) {
+		return true
+	}
+	for _, p := range r.Peers {
+		if strings.EqualFold(host, HostOf(strings.TrimSpace(p))) {
+			return true
+		}
+	}
+	return false
 }
 
 // HostOf returns the host part of a tohost value (host, host:port, [v6],

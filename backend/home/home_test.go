@@ -18,6 +18,14 @@ func TestHere(t *testing.T) {
 			t.Errorf("Here(%q) = %v, want %v", tohost, got, want)
 		}
 	}
+	peers := Rule{Name: "b1.example", Peers: []string{"b2.example:2424", " B3.example "}}
+	for tohost, want := range map[string]bool{
+		"b1.example": true, "b2.example": true, "b3.example.:143": true, "b4.example": false, "": false,
+	} {
+		if got := peers.Here(tohost); got != want {
+			t.Errorf("with peers: Here(%q) = %v, want %v", tohost, got, want)
+		}
+	}
 	if !(Rule{AcceptDefault: true}).Here("") {
 		t.Error("AcceptDefault does not claim users without tohost")
 	}

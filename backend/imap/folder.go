@@ -67,27 +67,52 @@ func (s *Server) releaseUser(u *userState) {
 }
 
 // watch syncs the open folders whenever the Store reports a change, so
-// that IDLE sessions hear of it.
+// that IDLE sessions hear of it; with a poll interval, also those of the
+// folders watched by IDLE that another process changed.
 func (u *userState) watch() {
 	defer close(u.done)
+	var tick <-chan time.Time
+	if every := u.s.cfg.PollInterval; every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-u.stop:
 			return
 		case <-u.notify:
 			u.refreshAll()
+		case <-tick:
+			u.refreshIdle()
 		}
 	}
 }
 
-func (u *userState) refreshAll() {
+// refreshIdle syncs the folders some session is IDLE in whose files show
+// a change (a few stats each).
+func (u *userState) refreshIdle() {
+	for _, f := range u.openFolders() {
+		if f.idlers.Load() > 0 && f.f.Changed() {
+			f.mu.Lock()
+			f.refreshLocked()
+			f.mu.Unlock()
+		}
+	}
+}
+
+func (u *userState) openFolders() []*folderState {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	open := make([]*folderState, 0, len(u.folders))
 	for _, f := range u.folders {
 		open = append(open, f)
 	}
-	u.mu.Unlock()
-	for _, f := range open {
+	return open
+}
+
+func (u *userState) refreshAll() {
+	for _, f := range u.openFolders() {
 		f.mu.Lock()
 		f.refreshLocked()
 		f.mu.Unlock()
@@ -148,7 +173,8 @@ type folderState struct {
 	f        *maildir.Folder
 	tracker  *imapserver.MailboxTracker
 	validity uint32
-	refs     int // under u.mu
+	refs     int          // under u.mu
+	idlers   atomic.Int32 // sessions in IDLE here
 
 	mu      sync.Mutex
 	msgs    []*message    // sorted by UID; len(msgs) is the tracker's count

@@ -119,7 +119,9 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 }
 
 func (e *env) openStore() {
-	st, err := maildir.Open(e.root, maildir.Options{NoFsync: true})
+	// A server that polls for others' changes is one of several sharing
+	// the mail directory.
+	st, err := maildir.Open(e.root, maildir.Options{NoFsync: true, Shared: e.cfg.PollInterval > 0})
 	if err != nil {
 		e.t.Fatal(err)
 	}

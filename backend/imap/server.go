@@ -57,6 +57,14 @@ type Config struct {
 	// AcceptDefault lets in users whose tohost is empty (this backend is
 	// the proxy's default backend).
 	AcceptDefault bool
+	// Peers are the other backends sharing the mail directory: their
+	// users are let in too (see home.Rule).
+	Peers []string
+	// PollInterval, when not zero, is how often the folders that IDLE
+	// sessions watch are checked for changes made by other processes
+	// sharing the mail directory (maildir.Folder.Changed): they tell this
+	// one nothing. Zero: only this process changes the mail.
+	PollInterval time.Duration
 	// MasterUser and MasterPassword, both set, let an administrator's
 	// tool (tohost user move) log in as any user of the directory with
 	// AUTHENTICATE PLAIN: the user as authorization identity, MasterUser

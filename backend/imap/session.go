@@ -128,7 +128,7 @@ func (ss *session) Login(username, password string) error {
 		log.Warn("imap login: directory unavailable", "err", err)
 		return errUnavailable
 	}
-	if th := u.Get("tohost"); !(home.Rule{Name: ss.s.cfg.Name, AcceptDefault: ss.s.cfg.AcceptDefault}).Here(th) {
+	if th := u.Get("tohost"); !(home.Rule{Name: ss.s.cfg.Name, AcceptDefault: ss.s.cfg.AcceptDefault, Peers: ss.s.cfg.Peers}).Here(th) {
 		cfg.Metrics.login(outcomeRefused)
 		log.Warn("imap login refused: user lives elsewhere", "tohost", th)
 		return errNotHere
@@ -525,6 +525,8 @@ func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error 
 	// start would wait for the next one. The channel is taken before each
 	// Poll, so whatever is queued after the Poll closes it.
 	f := ss.sel.f
+	f.idlers.Add(1)
+	defer f.idlers.Add(-1)
 	f.mu.Lock()
 	err := f.refreshLocked()
 	f.mu.Unlock()

@@ -20,6 +20,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/tohost/tohost/backend/maildir"
 )
 
 // events collects a client's unilateral data.
@@ -483,5 +485,63 @@ func TestShutdown(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", e.addr); err == nil {
 		t.Errorf("still accepting after shutdown")
+	}
+}
+
+// TestIdleSeesOtherProcess: with a poll interval, a session in IDLE hears
+// of a delivery, a flag change and an expunge made through another Store
+// on the same mail directory (another process, which tells this one
+// nothing), with the UIDs that process gave.
+func TestIdleSeesOtherProcess(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.PollInterval = 50 * time.Millisecond })
+	other, err := maildir.Open(e.root, maildir.Options{NoFsync: true, Shared: true, Hostname: "be2.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const user = "alice@example.org"
+	ev, h := newEvents()
+	c := e.login(user, h)
+	if _, err := other.Deliver(user, strings.NewReader(testMessage("before", "x"))); err != nil {
+		t.Fatal(err)
+	}
+	if sel := must(c.Select("INBOX", nil).Wait()); sel.NumMessages != 1 {
+		t.Fatalf("%d messages at SELECT", sel.NumMessages)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { idle.Close(); idle.Wait() }()
+	if _, err := other.Deliver(user, strings.NewReader(testMessage("during", "y"))); err != nil {
+		t.Fatal(err)
+	}
+	if n := wait(t, ev.exists, "EXISTS of the other process's delivery"); n != 2 {
+		t.Fatalf("EXISTS %d, want 2", n)
+	}
+	mb, err := other.Mailbox(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := mb.Folder("INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := f.Sync()
+	if err != nil || len(msgs) != 2 || msgs[0].UID != 1 || msgs[1].UID != 2 {
+		t.Fatalf("the other process's view: %+v %v", msgs, err)
+	}
+	if err := f.SetFlags(1, []string{`\Flagged`}); err != nil {
+		t.Fatal(err)
+	}
+	got := wait(t, ev.flags, "FETCH FLAGS of the other process's change")
+	if got.SeqNum != 1 || !slices.Equal(got.Flags, []imap.Flag{imap.FlagFlagged}) {
+		t.Errorf("idle heard %+v", got)
+	}
+	if err := f.Expunge([]uint32{1}); err != nil {
+		t.Fatal(err)
+	}
+	if seq := wait(t, ev.expunge, "EXPUNGE of the other process's expunge"); seq != 1 {
+		t.Errorf("EXPUNGE %d, want 1", seq)
 	}
 }

@@ -46,6 +46,27 @@ func (b *uidBook) one(who string, uid uint32, key string) {
 // of its own.
 func TestConcurrentSessions(t *testing.T) {
 	s, root := openStore(t)
+	concurrentSessions(t, root, []*Store{s})
+}
+
+// TestConcurrentSessionsShared is the same with the deliveries and
+// sessions spread over three shared Stores on one root, as three
+// processes would be: they share no memory, only the lock files.
+func TestConcurrentSessionsShared(t *testing.T) {
+	root := t.TempDir()
+	var stores []*Store
+	for _, h := range []string{"mx1.example", "mx2.example", "mx3.example"} {
+		s, err := Open(root, Options{Hostname: h, Shared: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	concurrentSessions(t, root, stores)
+}
+
+func concurrentSessions(t *testing.T, root string, stores []*Store) {
 	const user = "busy@example.net"
 	const deliverers, perDeliverer, sessions = 6, 40, 4
 	book := &uidBook{byUID: map[uint32]string{}, byKey: map[string]uint32{}}
@@ -54,12 +75,13 @@ func TestConcurrentSessions(t *testing.T) {
 	expunged := map[string]bool{}
 	appended := map[uint32]bool{}
 
-	mustFolder(t, s, user, "INBOX")
+	mustFolder(t, stores[0], user, "INBOX")
 	var dwg sync.WaitGroup
 	for d := 0; d < deliverers; d++ {
 		dwg.Add(1)
 		go func() {
 			defer dwg.Done()
+			s := stores[d%len(stores)]
 			for i := 0; i < perDeliverer; i++ {
 				body := fmt.Sprintf("From: d%d\r\n\r\nmessage %d of %d\r\n", d, i, d)
 				key, err := s.Deliver(user, bytes.NewBufferString(body))
@@ -82,6 +104,7 @@ func TestConcurrentSessions(t *testing.T) {
 		go func() {
 			defer swg.Done()
 			who := fmt.Sprintf("session %d", sn)
+			s := stores[sn%len(stores)]
 			mb, err := s.Mailbox(user)
 			if err != nil {
 				t.Error(err)
@@ -166,7 +189,7 @@ func TestConcurrentSessions(t *testing.T) {
 		t.FailNow()
 	}
 
-	f := mustFolder(t, s, user, "INBOX")
+	f := mustFolder(t, stores[len(stores)-1], user, "INBOX")
 	final := mustSync(t, f)
 	book.see("final", final)
 	have := map[string]bool{}

@@ -31,6 +31,7 @@ type Folder struct {
 	stats    map[string]fileStat // by file name (the name changes with the flags)
 	byUID    map[uint32]string   // UID -> key
 	recent   map[string]bool     // keys a Sync of this Folder moved from new/
+	last     dirStamp            // taken before the last Sync read the folder
 }
 
 // Message is one message of a Folder.
@@ -54,7 +55,13 @@ type fileStat struct {
 
 func (r fileRef) path(dir string) string { return join(dir, r.sub, r.name) }
 
-func (f *Folder) lockName() string { return join(f.dir, uidListLock) }
+func (f *Folder) lockName() string {
+	if f.dir == f.udir {
+		return uidListLockPath(f.udir, "")
+	}
+	_, base := splitPath(f.dir)
+	return uidListLockPath(f.udir, base)
+}
 
 // Name returns the folder's IMAP name.
 func (f *Folder) Name() string { return f.name }
@@ -172,6 +179,7 @@ func (f *Folder) Sync() ([]Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	st := f.stamp()
 	l, changed, moved, files, err := f.syncLocked()
 	unlock()
 	if err != nil {
@@ -182,6 +190,7 @@ func (f *Folder) Sync() ([]Message, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.last = st
 	for _, k := range moved {
 		f.recent[k] = true
 	}

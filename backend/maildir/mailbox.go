@@ -16,12 +16,26 @@ type Mailbox struct {
 }
 
 const (
-	foldersLock   = "tohost-folders.lock"
 	subsFile      = "subscriptions" // Dovecot's name; one folder a line
-	subsLock      = "subscriptions.lock"
-	pop3Lock      = "tohost-pop3.lock"
 	maildirFolder = "maildirfolder" // Maildir++ marks its folders with it
+
+	// locksDir holds the user's lock files. It is at the user's top,
+	// where Maildir++ readers take only names starting with "." for
+	// folders, and out of the folder directories, which move on rename
+	// and delete while their lock is held.
+	locksDir    = "tohost-locks"
+	foldersLock = "folders"       // create, delete, rename
+	subsLock    = "subscriptions" // the subscriptions file
+	pop3Lock    = "pop3"          // the POP3 session
+	uidListLock = "uidlist"       // + the folder's directory name ("" for INBOX)
 )
+
+// lockPath is the name of a lock of the user directory udir.
+func lockPath(udir, lock string) string { return join(udir, locksDir, lock) }
+
+// uidListLockPath is the name of the UID list lock of the folder whose
+// directory is dir ("" for INBOX) in the user directory udir.
+func uidListLockPath(udir, dir string) string { return lockPath(udir, uidListLock+dir) }
 
 // Folders returns the IMAP names of the folders, "/" delimiter, "INBOX"
 // first; Maildir++ ".A.B" is "A/B".
@@ -53,7 +67,7 @@ func (m *Mailbox) Create(name string) error {
 	if canon == folderInbox {
 		return ErrExists
 	}
-	unlock, err := m.s.lk.lock(join(m.dir, foldersLock))
+	unlock, err := m.s.lk.lock(lockPath(m.dir, foldersLock))
 	if err != nil {
 		return err
 	}
@@ -107,7 +121,7 @@ func (m *Mailbox) Delete(name string) error {
 	if canon == folderInbox {
 		return ErrBadName
 	}
-	unlock, err := m.s.lk.lock(join(m.dir, foldersLock))
+	unlock, err := m.s.lk.lock(lockPath(m.dir, foldersLock))
 	if err != nil {
 		return err
 	}
@@ -116,7 +130,7 @@ func (m *Mailbox) Delete(name string) error {
 	if _, err := os.Lstat(final); err != nil {
 		return ErrNoFolder
 	}
-	ulk, err := m.s.lk.lock(join(final, uidListLock))
+	ulk, err := m.s.lk.lock(uidListLockPath(m.dir, dir))
 	if err != nil {
 		return err
 	}
@@ -150,7 +164,7 @@ func (m *Mailbox) Rename(old, new string) error {
 	if ncanon == folderInbox {
 		return ErrExists
 	}
-	unlock, err := m.s.lk.lock(join(m.dir, foldersLock))
+	unlock, err := m.s.lk.lock(lockPath(m.dir, foldersLock))
 	if err != nil {
 		return err
 	}
@@ -207,12 +221,12 @@ func (m *Mailbox) renameInbox(ndir string) error {
 		return err
 	}
 	dst := join(m.dir, ndir)
-	u1, err := m.s.lk.lock(join(m.dir, uidListLock))
+	u1, err := m.s.lk.lock(uidListLockPath(m.dir, ""))
 	if err != nil {
 		return err
 	}
 	defer u1()
-	u2, err := m.s.lk.lock(join(dst, uidListLock))
+	u2, err := m.s.lk.lock(uidListLockPath(m.dir, ndir))
 	if err != nil {
 		return err
 	}
@@ -260,7 +274,7 @@ func (m *Mailbox) Subscribe(name string, on bool) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := m.s.lk.lock(join(m.dir, subsLock))
+	unlock, err := m.s.lk.lock(lockPath(m.dir, subsLock))
 	if err != nil {
 		return err
 	}
@@ -365,5 +379,5 @@ func (m *Mailbox) Folder(name string) (*Folder, error) {
 // LockPOP3 takes the user's POP3 lock; ErrInUse while another POP3 session
 // of this user holds it. Call unlock when the session ends.
 func (m *Mailbox) LockPOP3() (unlock func(), err error) {
-	return m.s.lk.tryLock(join(m.dir, pop3Lock))
+	return m.s.lk.tryLock(lockPath(m.dir, pop3Lock))
 }

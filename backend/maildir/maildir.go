@@ -39,8 +39,19 @@ var (
 
 // Options configure a Store.
 type Options struct {
-	Hostname string // in unique file names (default os.Hostname)
+	Hostname string // in unique file names (default os.Hostname); each host sharing a root needs its own
 	NoFsync  bool   // tests of speed only; default: fsync everything a delivery acknowledges
+
+	// Shared: other processes, on this host or others (a networked
+	// drive), use the same root at the same time. Locks are then lock
+	// files (see fileLocker) instead of in-process mutexes, unique names
+	// carry a random part besides host and pid, and Folder.Changed tells
+	// a process of changes the others made.
+	Shared bool
+	// LockStale is how long a lock file may go without being refreshed by
+	// its holder before it is broken (default DefaultLockStale). Shared
+	// only.
+	LockStale time.Duration
 }
 
 // tmpMaxAge is the age after which any file left in a tmp/ is removed by
@@ -57,6 +68,8 @@ type Store struct {
 	pid  int
 	fs   fileOps
 	lk   locker
+	// shared: see Options.Shared
+	shared bool
 
 	mu   sync.Mutex
 	subs map[string]map[*subscriber]struct{} // by user directory
@@ -84,12 +97,20 @@ func Open(root string, opt Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		root: root,
-		host: escapeHost(host),
-		pid:  os.Getpid(),
-		fs:   osOps{noFsync: opt.NoFsync},
-		lk:   newMemLocker(),
-		subs: make(map[string]map[*subscriber]struct{}),
+		root:   root,
+		host:   escapeHost(host),
+		pid:    os.Getpid(),
+		fs:     osOps{noFsync: opt.NoFsync},
+		lk:     newMemLocker(),
+		shared: opt.Shared,
+		subs:   make(map[string]map[*subscriber]struct{}),
+	}
+	if opt.Shared {
+		stale := opt.LockStale
+		if stale <= 0 {
+			stale = DefaultLockStale
+		}
+		s.lk = newFileLocker(s.host, s.pid, stale)
 	}
 	if err := s.cleanAll(); err != nil {
 		return nil, err

@@ -151,9 +151,15 @@ func escapeHost(h string) string {
 	return strings.ReplaceAll(h, ":", `\072`)
 }
 
-// newKey makes a unique base name, time.M<usec>P<pid>Q<n>.host.
+// newKey makes a unique base name, time.M<usec>P<pid>Q<n>.host. A
+// shared Store adds R<random> after the counter (as the Maildir
+// specification allows): hosts that share a root could share a host name
+// and a pid (pid 1 in containers), which must not make one name twice.
 func (s *Store) newKey() string {
 	now := time.Now()
+	if s.shared {
+		return fmt.Sprintf("%d.M%dP%dQ%dR%s.%s", now.Unix(), now.Nanosecond()/1000, s.pid, keyCounter.Add(1), randomHex(4), s.host)
+	}
 	return fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, s.pid, keyCounter.Add(1), s.host)
 }
 

@@ -22,7 +22,6 @@ import (
 const (
 	uidListName = "tohost-uidlist"
 	uidListTmp  = "tohost-uidlist.tmp"
-	uidListLock = "tohost-uidlist.lock"
 )
 
 var errCorrupt = errors.New("maildir: corrupt UID list")

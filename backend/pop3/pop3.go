@@ -77,6 +77,9 @@ type Config struct {
 	// AcceptDefault lets users without a tohost log in (this backend is
 	// the proxy's default).
 	AcceptDefault bool
+	// Peers are the other backends sharing the mail directory: their
+	// users log in here too (home.Rule).
+	Peers []string
 	// TLS enables STLS. An implicit TLS port (POP3S) is wrapped by its
 	// listener instead.
 	TLS *tls.Config

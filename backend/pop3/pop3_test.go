@@ -1,17 +1,23 @@
 package pop3
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tohost/tohost/backend/maildir"
 )
 
 // Two messages: one stored with LF endings, lines starting with dots and
@@ -543,5 +549,77 @@ func TestShutdownDrain(t *testing.T) {
 	}
 	if n := len(ts.inbox("alice")); n != 2 {
 		t.Fatalf("%d messages, want 2", n)
+	}
+}
+
+// lockProbe is a server-side connection that, when the server writes the
+// goodbye of QUIT, tries the user's POP3 lock: a client reading that
+// goodbye and logging in again at once must find the maildrop free.
+type lockProbe struct {
+	net.Conn
+	mb     *maildir.Mailbox
+	inUse  chan bool
+	probed atomic.Bool
+}
+
+func (p *lockProbe) Write(b []byte) (int, error) {
+	if bytes.Contains(b, []byte("+OK Bye")) && !p.probed.Swap(true) {
+		unlock, err := p.mb.LockPOP3()
+		if err == nil {
+			unlock()
+		}
+		p.inUse <- errors.Is(err, maildir.ErrInUse)
+	}
+	return p.Conn.Write(b)
+}
+
+type probeListener struct {
+	net.Listener
+	mb    *maildir.Mailbox
+	inUse chan bool
+}
+
+func (l probeListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lockProbe{Conn: c, mb: l.mb, inUse: l.inUse}, nil
+}
+
+// TestQuitUnlocksBeforeReply: the POP3 lock is released (after the
+// deletions) before QUIT's +OK is written.
+func TestQuitUnlocksBeforeReply(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ts.deliver("alice", msg1)
+	mb, err := ts.store.Mailbox("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inUse := make(chan bool, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Serve(ctx, probeListener{Listener: ln, mb: mb, inUse: inUse}) }()
+	defer func() { cancel(); <-done }()
+	ts.addr = ln.Addr().String()
+
+	cl := ts.dial()
+	cl.login("alice", "secret")
+	cl.cmdPrefix("DELE 1", "+OK")
+	cl.cmdPrefix("QUIT", "+OK Bye, 1 messages deleted.")
+	select {
+	case held := <-inUse:
+		if held {
+			t.Fatal("QUIT's +OK was written while the session still held the POP3 lock")
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("no goodbye written")
+	}
+	if got := ts.inbox("alice"); len(got) != 0 {
+		t.Fatalf("INBOX after DELE and QUIT: %+v", got)
 	}
 }

@@ -108,9 +108,7 @@ func (s *session) serve(ctx context.Context) {
 	defer cfg.Metrics.sessionClosed()
 	graceful := false
 	defer func() {
-		if s.unlock != nil {
-			s.unlock()
-		}
+		s.releaseLock()
 		if graceful {
 			listen.CloseGracefully(s.c, closeWait)
 		} else {
@@ -402,10 +400,10 @@ func (s *session) sasl(arg string) (user, pass, reply string, err error) {
 }
 
 // here reports whether a user's tohost lets them in on this backend: its
-// host part names this backend, case aside, whatever its port; or it is
-// empty and AcceptDefault is set. (The same rule as delivery's.)
+// host part names this backend or a peer, case aside, whatever its port;
+// or it is empty and AcceptDefault is set. (The same rule as delivery's.)
 func (s *Server) here(u authent.User) bool {
-	return home.Rule{Name: s.name, AcceptDefault: s.cfg.AcceptDefault}.Here(u.Get("tohost"))
+	return home.Rule{Name: s.name, AcceptDefault: s.cfg.AcceptDefault, Peers: s.cfg.Peers}.Here(u.Get("tohost"))
 }
 
 // login checks a password with the directory and opens the maildrop. It
@@ -664,7 +662,9 @@ func (s *session) send(m *message, lines int) bool {
 
 // update is the UPDATE state (RFC 1939 section 6): remove the messages
 // marked deleted, flag the retrieved ones \Seen when configured, unlock
-// the maildrop and say goodbye.
+// the maildrop and say goodbye. The lock goes before the goodbye: a
+// client that logs in again as soon as it has read it must not find its
+// own session still holding the maildrop.
 func (s *session) update() {
 	var uids []uint32
 	for _, m := range s.msgs {
@@ -678,13 +678,23 @@ func (s *session) update() {
 	if len(uids) > 0 {
 		if err := s.folder.Expunge(uids); err != nil {
 			s.log.Error("QUIT: expunge", "err", err)
+			s.releaseLock()
 			s.write("-ERR [SYS/TEMP] Some deleted messages were not removed.\r\n")
 			return
 		}
 		s.srv.cfg.Metrics.deletedN(len(uids))
 	}
 	s.log.Info("logout", "deleted", len(uids))
+	s.releaseLock()
 	s.write(fmt.Sprintf("+OK Bye, %d messages deleted.\r\n", len(uids)))
+}
+
+// releaseLock releases the maildrop lock, once.
+func (s *session) releaseLock() {
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
+	}
 }
 
 // markSeen adds \Seen to the flags of the messages retrieved and not

@@ -41,6 +41,9 @@ type backendFlags struct {
 	pop3Addr       string
 	pop3sAddr      string
 	acceptDefault  bool
+	sharedMailDir  bool
+	peers          []string
+	lockStale      time.Duration
 	maxMessageSize int64
 	maxRecipients  int
 	hostname       string
@@ -77,7 +80,14 @@ Each recipient is looked up in the directory: another backend's user is refused 
 is given only once the message is on disk and synced. Each listener is off unless
 given; with none given, LMTP and SMTP listen on unprivileged loopback ports.
 POP3 (--pop3-addr, --pop3s-addr) serves each user's INBOX, locked for the session;
-deletions happen at QUIT.`,
+deletions happen at QUIT.
+
+With --shared-mail-dir, several backends (on one host or several, the mail directory
+on a networked drive) serve the same users at once: the UID lists and the POP3 lock
+are guarded by lock files that work across hosts, and IMAP IDLE notices the other
+backends' changes. Each needs its own host name. They serve the users whose tohost
+names them or a --peer, and with --accept-default those without one (the proxy's
+--default-backend b1,b2,b3 spreads them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBackend(cmd, &f) },
 	}
@@ -94,6 +104,9 @@ deletions happen at QUIT.`,
 	fl.StringVar(&f.pop3Addr, "pop3-addr", "", "POP3 listen address (off unless given)")
 	fl.StringVar(&f.pop3sAddr, "pop3s-addr", "", "POP3 listen address, implicit TLS (off unless given)")
 	fl.BoolVar(&f.acceptDefault, "accept-default", false, "also take mail for users who have no tohost field")
+	fl.BoolVar(&f.sharedMailDir, "shared-mail-dir", false, "other backends use the same --mail-dir at the same time (a networked drive): locks are lock files, IMAP IDLE checks for their changes every second")
+	fl.StringSliceVar(&f.peers, "peer", nil, "with --shared-mail-dir: the other backends sharing the mail directory, as tohost fields name them; their users are served here too")
+	fl.DurationVar(&f.lockStale, "shared-lock-stale", maildir.DefaultLockStale, "with --shared-mail-dir: a lock file its holder has not refreshed for this long is broken (holders refresh every third of it)")
 	fl.Int64Var(&f.maxMessageSize, "max-message-size", 64<<20, "largest message taken over LMTP and SMTP, in bytes")
 	fl.IntVar(&f.maxRecipients, "max-recipients", 1000, "recipients of one LMTP or SMTP transaction; more get 452")
 	fl.StringVar(&f.hostname, "hostname", "", "name the servers greet with (default: --name)")
@@ -102,7 +115,7 @@ deletions happen at QUIT.`,
 	fl.BoolVar(&f.pop3MarkSeen, "pop3-mark-seen", true, "flag messages retrieved over POP3 \\Seen when the session ends with QUIT")
 	f.master.register(fl, "IMAP master login name: AUTHENTICATE PLAIN with a user as authorization identity and these credentials logs in as that user, wherever its mailbox lives (for tohost user move; off unless both master flags are given)",
 		"file holding the IMAP master login's password")
-	fl.StringVar(&f.submissionAddr, "submission-addr", "", "SMTP submission listen address: AUTH, then mail to anyone, queued under <mail-dir>/.queue and relayed (off unless given; needs --relay-host)")
+	fl.StringVar(&f.submissionAddr, "submission-addr", "", "SMTP submission listen address: AUTH, then mail to anyone, queued under <mail-dir>/.queue (.queue-<name> with --shared-mail-dir) and relayed (off unless given; needs --relay-host)")
 	fl.StringVar(&f.relayHost, "relay-host", "", "host:port every queued message is delivered to over SMTP: the site's outbound MTA, or a tohost proxy's SMTP port")
 	fl.DurationVar(&f.queueRetry, "queue-retry", time.Minute, "wait before a queued message is tried again; it doubles at each attempt, up to an hour")
 	fl.DurationVar(&f.queueLifetime, "queue-lifetime", 5*24*time.Hour, "how long a queued recipient is tried before it fails and the sender gets a bounce")
@@ -116,8 +129,32 @@ func (f *backendFlags) check() error {
 		within("max-recipients", f.maxRecipients, 1, 100_000),
 		atLeast("queue-retry", f.queueRetry, time.Second),
 		atLeast("queue-lifetime", f.queueLifetime, time.Second),
+		atLeast("shared-lock-stale", f.lockStale, 3*time.Second),
+		f.checkShared(),
 		f.checkSubmission())
 }
+
+func (f *backendFlags) checkShared() error {
+	if len(f.peers) > 0 && !f.sharedMailDir {
+		return errors.New("--peer needs --shared-mail-dir: only backends sharing one mail directory can serve each other's users")
+	}
+	return nil
+}
+
+// queueDir is the outbound spool's directory in the mail directory. One
+// process at a time may use a spool: backends sharing the mail directory
+// each have their own, named after them (names never start with "." as
+// domains do not).
+func (f *backendFlags) queueDir() string {
+	if f.sharedMailDir {
+		return ".queue-" + strings.NewReplacer("/", "_", "\\", "_").Replace(f.name)
+	}
+	return ".queue"
+}
+
+// sharedPoll is how often IMAP IDLE checks its folders for the changes of
+// the other backends sharing the mail directory.
+const sharedPoll = time.Second
 
 func (f *backendFlags) checkSubmission() error {
 	if f.submissionAddr != "" && f.relayHost == "" {
@@ -175,7 +212,7 @@ func backendServers(r *backendRun) (given bool, err error) {
 	// ---- delivery: LMTP and SMTP ----
 	if lmtpAddr != "" || smtpAddr != "" {
 		dl, err := backend.NewDeliverer(backend.DeliveryConfig{
-			Name: f.name, AcceptDefault: f.acceptDefault, Directory: r.dir, Store: r.store,
+			Name: f.name, AcceptDefault: f.acceptDefault, Peers: f.peers, Directory: r.dir, Store: r.store,
 			MaxMessageBytes: f.maxMessageSize, MaxRecipients: f.maxRecipients,
 			IdleTimeout: f.listen.idleTimeout, DrainTimeout: f.listen.shutdownTimeout,
 			TLS: r.tls, Hostname: f.hostname, Logger: r.log, Metrics: backend.NewDeliveryMetrics(r.reg),
@@ -209,8 +246,12 @@ func backendServers(r *backendRun) (given bool, err error) {
 		if err != nil {
 			return given, err
 		}
+		var poll time.Duration
+		if f.sharedMailDir {
+			poll = sharedPoll
+		}
 		srv := backendimap.New(backendimap.Config{
-			Store: r.store, Directory: r.dir, Name: f.name, AcceptDefault: f.acceptDefault,
+			Store: r.store, Directory: r.dir, Name: f.name, AcceptDefault: f.acceptDefault, Peers: f.peers, PollInterval: poll,
 			MasterUser: masterUser, MasterPassword: masterPassword,
 			TLS: r.tls, TrustedProxies: idTrusted, MaxMessageSize: f.maxMessageSize,
 			DrainTimeout: f.listen.shutdownTimeout, Logger: r.log, Metrics: backendimap.NewMetrics(r.reg),
@@ -238,7 +279,7 @@ func backendServers(r *backendRun) (given bool, err error) {
 			return given, err
 		}
 		srv := pop3.New(pop3.Config{
-			Store: r.store, Directory: r.dir, Name: f.name, Hostname: f.hostname, AcceptDefault: f.acceptDefault,
+			Store: r.store, Directory: r.dir, Name: f.name, Hostname: f.hostname, AcceptDefault: f.acceptDefault, Peers: f.peers,
 			TLS: r.tls, TrustedProxies: trusted, MarkSeen: f.pop3MarkSeen,
 			IdleTimeout: f.listen.idleTimeout, DrainTimeout: f.listen.shutdownTimeout,
 			Logger: r.log, Metrics: pop3.NewMetrics(r.reg),
@@ -280,7 +321,7 @@ func backendSubmission(r *backendRun) error {
 	if hostname == "" {
 		hostname = f.name
 	}
-	q, err := queue.Open(queue.Config{Dir: filepath.Join(mailDir, ".queue"), Relay: f.relayHost, Hostname: hostname,
+	q, err := queue.Open(queue.Config{Dir: filepath.Join(mailDir, f.queueDir()), Relay: f.relayHost, Hostname: hostname,
 		Retry: f.queueRetry, Lifetime: f.queueLifetime, Logger: r.log, Metrics: queue.NewMetrics(r.reg)})
 	if err != nil {
 		return err
@@ -290,7 +331,7 @@ func backendSubmission(r *backendRun) error {
 		return nil
 	}
 	srv, err := backend.NewSubmitter(backend.SubmissionConfig{
-		Name: f.name, AcceptDefault: f.acceptDefault, Directory: r.dir, Queue: q,
+		Name: f.name, AcceptDefault: f.acceptDefault, Peers: f.peers, Directory: r.dir, Queue: q,
 		MaxMessageBytes: f.maxMessageSize, MaxRecipients: f.maxRecipients,
 		IdleTimeout: f.listen.idleTimeout, DrainTimeout: f.listen.shutdownTimeout,
 		TLS: r.tls, Hostname: f.hostname, Logger: r.log, Metrics: backend.NewSubmissionMetrics(r.reg),
@@ -341,7 +382,7 @@ func runBackend(cmd *cobra.Command, f *backendFlags) error {
 	if err != nil {
 		return fmt.Errorf("--mail-dir: %w", err)
 	}
-	store, err := maildir.Open(mailDir, maildir.Options{})
+	store, err := maildir.Open(mailDir, maildir.Options{Shared: f.sharedMailDir, LockStale: f.lockStale})
 	if err != nil {
 		return fmt.Errorf("--mail-dir: %w", err)
 	}
@@ -365,7 +406,7 @@ func runBackend(cmd *cobra.Command, f *backendFlags) error {
 	if err := f.listen.serveAdmin(d, log, reg, adminhttp.Options{Health: health}); err != nil {
 		return err
 	}
-	log.Info("backend", "name", f.name, "mail_dir", mailDir, "accept_default", f.acceptDefault)
+	log.Info("backend", "name", f.name, "mail_dir", mailDir, "accept_default", f.acceptDefault, "shared_mail_dir", f.sharedMailDir, "peers", f.peers)
 	if !given {
 		log.Info("no listener flags: serving LMTP on " + backendDefaultLMTP + " and SMTP on " + backendDefaultSMTP + " (loopback)")
 	}

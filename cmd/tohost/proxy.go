@@ -73,8 +73,8 @@ func newProxyCmd() *cobra.Command {
 		Use:   "proxy",
 		Short: "Run the front-end proxy: IMAP, POP3 and SMTP logins routed to each user's backend",
 		Long: `proxy logs clients in against the directory (one "check" per login) and carries
-each session to the backend named by the user's tohost field (or --default-backend),
-then relays bytes both ways. Incoming mail on --smtp-addr is routed per recipient.
+each session to the backend named by the user's tohost field (or --default-backend,
+which may list several backends sharing one mail directory), then relays bytes both ways. Incoming mail on --smtp-addr is routed per recipient.
 Each listener is off unless given; with none given, IMAP, POP3 and submission listen
 on unprivileged loopback ports.`,
 		Args: cobra.NoArgs,
@@ -87,7 +87,7 @@ on unprivileged loopback ports.`,
 	for _, l := range f.listeners {
 		fl.StringVar(&l.addr, l.flag, "", fmt.Sprintf("%s listen address%s (off unless given)", l.proto, map[bool]string{true: ", implicit TLS"}[l.implicit]))
 	}
-	fl.StringVar(&f.defaultBackend, "default-backend", "", "backend of users without a tohost field (host or host:port); none: their logins fail temporarily")
+	fl.StringVar(&f.defaultBackend, "default-backend", "", "backend of users without a tohost field (host or host:port); several, comma-separated, share one mail directory (tohost backend --shared-mail-dir): each user goes to one chosen by a hash of the name, the next when it cannot be reached; none: their logins fail temporarily")
 	for p, name := range []string{"imap", "pop3", "submission", "smtp"} {
 		help := fmt.Sprintf("backend %s port when tohost has none", name)
 		if name == "smtp" {

@@ -54,7 +54,7 @@ reach it there. Once the tohost is switched, an interrupt no longer stops the mo
 	fl := cmd.Flags()
 	fl.IntVar(&f.imapPort, "backend-imap-port", 143, "IMAP port of the backends, for tohost values without a port")
 	f.master.register(fl, "the backends' IMAP master login name (backend --master-user)", "file holding the master login's password")
-	fl.StringVar(&f.defaultBackend, "default-backend", "", "where the mailbox of a user with no tohost is (the proxy's --default-backend)")
+	fl.StringVar(&f.defaultBackend, "default-backend", "", "where the mailbox of a user with no tohost is (the proxy's --default-backend; of a list, the first)")
 	fl.DurationVar(&f.settle, "settle", 2*time.Second, "wait between the switch and the final pass, for deliveries that were about to store on the old backend")
 	fl.BoolVar(&f.deleteOld, "delete-old", false, "expunge from the old backend the messages copied, and delete its emptied folders")
 	fl.BoolVar(&f.startTLS, "backend-starttls", false, "use STARTTLS on the IMAP connections to the backends")
@@ -94,7 +94,10 @@ func runUserMove(ctx context.Context, out, progress io.Writer, dirFlags *dirClie
 	tohost := strings.TrimSpace(u.Get("tohost"))
 	old := tohost
 	if old == "" {
-		old = strings.TrimSpace(f.defaultBackend)
+		// Default backends listed together share the mail: any one
+		// holds the mailbox.
+		old, _, _ = strings.Cut(f.defaultBackend, ",")
+		old = strings.TrimSpace(old)
 	}
 	if old == "" {
 		return fmt.Errorf("%s has no tohost and no --default-backend is given: where is the mailbox?", user)
