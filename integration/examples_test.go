@@ -158,7 +158,7 @@ service imap-login {
 }
 !include %[4]s
 `, dir, mail.Uid, port, auth))
-	dc.cmd = exec.Command("dovecot", "-F", "-c", dc.conf)
+	dc.cmd = exec.Command("/usr/sbin/dovecot", "-F", "-c", dc.conf)
 	out := new(syncBuilder)
 	dc.cmd.Stdout, dc.cmd.Stderr = out, out
 	if err := dc.cmd.Start(); err != nil {
@@ -201,7 +201,7 @@ service imap-login {
 // doveadm runs doveadm against this Dovecot and returns its output.
 func (dc *dovecot) doveadm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	out, err := exec.Command("doveadm", append([]string{"-c", dc.conf}, args...)...).CombinedOutput()
+	out, err := exec.Command("/usr/bin/doveadm", append([]string{"-c", dc.conf}, args...)...).CombinedOutput()
 	return string(out), err
 }
 

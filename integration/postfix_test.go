@@ -16,13 +16,13 @@ import (
 // unknown address is not found, and postconf takes the main.cf lines
 // without a warning.
 func TestPostfixLDAPMaps(t *testing.T) {
-	for _, cmd := range []string{"postmap", "postconf"} {
-		if _, err := exec.LookPath(cmd); err != nil {
+	// Where Debian's postfix and postfix-ldap put them (/usr/sbin is not
+	// on every user's PATH).
+	postmap, postconf := "/usr/sbin/postmap", "/usr/sbin/postconf"
+	for _, f := range []string{postmap, postconf, "/usr/lib/postfix/postfix-ldap.so"} {
+		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("%v: run scripts/test-services.sh (it installs postfix and postfix-ldap)", err)
 		}
-	}
-	if _, err := os.Stat("/usr/lib/postfix/postfix-ldap.so"); err != nil {
-		t.Fatalf("%v: run scripts/test-services.sh (it installs postfix-ldap)", err)
 	}
 	d, ldapAddr := startLDAPDirectory(t)
 	c := dial(t, d.addr)
@@ -43,12 +43,12 @@ func TestPostfixLDAPMaps(t *testing.T) {
 	// postconf -c dir: the main.cf above, and Postfix's defaults for the
 	// rest; no service of master.cf refers to a parameter.
 	writeConf(t, dir, "master.cf", "")
-	out, err := exec.Command("postconf", "-c", dir, "-n").CombinedOutput()
+	out, err := exec.Command(postconf, "-c", dir, "-n").CombinedOutput()
 	if err != nil || strings.Contains(string(out), "warning") {
 		t.Fatalf("postconf -n: %v\n%s", err, out)
 	}
 	param := func(name string) string {
-		out, err := exec.Command("postconf", "-c", dir, "-h", name).CombinedOutput()
+		out, err := exec.Command(postconf, "-c", dir, "-h", name).CombinedOutput()
 		if err != nil {
 			t.Fatalf("postconf %s: %v\n%s", name, err, out)
 		}
@@ -58,7 +58,7 @@ func TestPostfixLDAPMaps(t *testing.T) {
 	// does; "" is not found.
 	query := func(param, key string) string {
 		t.Helper()
-		out, err := exec.Command("postmap", "-c", dir, "-q", key, param).CombinedOutput()
+		out, err := exec.Command(postmap, "-c", dir, "-q", key, param).CombinedOutput()
 		var exit *exec.ExitError
 		if errors.As(err, &exit) && exit.ExitCode() == 1 && len(out) == 0 {
 			return "" // postmap's "not found"
