@@ -18,8 +18,13 @@ func TestDovecotLDAP(t *testing.T) {
 	needDovecot(t)
 	d, ldapAddr := startLDAPDirectory(t)
 	c := dial(t, d.addr)
-	c.expect("set alice@example.com pw-a quota=1000000", "+OK alice@example.com added to database")
+	// Written with capitals: Dovecot folds the login name, and the home of a
+	// login must be the one an LMTP delivery to alice@example.com uses.
+	c.expect("set Alice@Example.com pw-a quota=1000000", "+OK Alice@Example.com added to database")
 	c.expect("set carol@example.com pw-c status=suspended", "+OK carol@example.com added to database")
+	// A name with characters that are special in a DN: Dovecot escapes
+	// them when it makes the DN to bind as.
+	c.expect("set d+x=y@example.com pw-d", "+OK d+x=y@example.com added to database")
 
 	dir := worldDir(t)
 	vmail := filepath.Join(dir, "vmail")
@@ -50,6 +55,9 @@ func TestDovecotLDAP(t *testing.T) {
 		t.Errorf("alice's Maildir is not under the userdb's home: %v", err)
 	}
 	s.command("c", "LOGOUT")
+	if _, reply := imapSession(t, dc.imap, "", "d+x=y@example.com", "pw-d"); !strings.HasPrefix(reply, "a OK") {
+		t.Errorf("d+x=y's login: %q", reply)
+	}
 
 	for _, tc := range []struct{ from, name, pass, why string }{
 		{"192.0.2.1", "alice@example.com", "wrong", "a wrong password"},
@@ -72,7 +80,7 @@ func TestDovecotLDAP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("doveadm user '*': %v\n%s", err, out)
 	}
-	if got := strings.Fields(out); strings.Join(got, " ") != "alice@example.com carol@example.com" {
+	if got := strings.Fields(out); strings.Join(got, " ") != "Alice@Example.com carol@example.com d+x=y@example.com" {
 		t.Errorf("doveadm user '*' lists %q", got)
 	}
 }
@@ -86,7 +94,9 @@ func TestDovecotProxyByMailHost(t *testing.T) {
 	needDovecot(t)
 	d, ldapAddr := startLDAPDirectory(t)
 	c := dial(t, d.addr)
-	c.expect("set ann@example.com pw-ann tohost=127.0.0.2", "+OK ann@example.com added to database")
+	// Written with capitals; she logs in as ann@example.com, the name the
+	// proxy must pass on.
+	c.expect("set Ann@Example.com pw-ann tohost=127.0.0.2", "+OK Ann@Example.com added to database")
 	c.expect("set ben@example.com pw-ben tohost=127.0.0.3", "+OK ben@example.com added to database")
 
 	ports := sharedPorts(t, 2, "127.0.0.2", "127.0.0.3") // SMTP, IMAP
