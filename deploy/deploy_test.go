@@ -268,7 +268,9 @@ func TestSystemdUnits(t *testing.T) {
 		// Exposure 2.5 of 10 at most ("OK"): the hardening must not be
 		// dropped by accident.
 		out, err = exec.Command(analyze, "security", "--offline=true", "--threshold=25", path).CombinedOutput()
-		if err != nil {
+		if err != nil && strings.Contains(string(out), "unrecognized option") {
+			t.Logf("this systemd-analyze cannot rate a unit offline (systemd 250 and later can): %s's sandbox is not rated", name)
+		} else if err != nil {
 			t.Errorf("systemd-analyze security %s: %v\n%s", name, err, out)
 		}
 	}
