@@ -8,7 +8,9 @@
 # Reachable: does nothing and prints nothing. Installed but stopped: starts
 # them. Missing: installs them with apt-get (as root, or with sudo -n), then
 # starts them. The client tools some tests run (ldapsearch from ldap-utils,
-# strace, swaks, curl) are installed the same way when missing. TOHOST_TEST_POSTGRES (a postgres:// URL) and TOHOST_TEST_REDIS
+# strace, swaks, curl) and the mail servers the docs/ examples are tested
+# with (Dovecot with its LDAP driver, Postfix with its LDAP tables; none of
+# them started here) are installed the same way when missing. TOHOST_TEST_POSTGRES (a postgres:// URL) and TOHOST_TEST_REDIS
 # (host:port) point the tests at other servers; when set, the script only
 # waits for those. TOHOST_TEST_WAIT bounds each wait (seconds, default 60).
 # Exits non-zero, saying how to start what is missing, when it cannot.
@@ -234,6 +236,25 @@ need_pkg() {
 	return 1
 }
 
+# need_file is need_pkg for a package that brings no command of its own
+# (a plugin): it installs PKG when FILE is missing.
+need_file() {
+	local file=$1 pkg=$2
+	[ -e "$file" ] && return 0
+	install_packages "$pkg" && [ -e "$file" ] && return 0
+	say "the tests need $file: apt-get update && apt-get install -y $pkg"
+	return 1
+}
+
+# preseed_postfix answers the question Postfix's package asks on install:
+# "No configuration", so that it installs without a prompt and leaves
+# /etc/postfix/main.cf alone (the tests bring their own, and run no
+# Postfix daemon).
+preseed_postfix() {
+	have debconf-set-selections || return 0
+	echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+}
+
 # ---- main -------------------------------------------------------------------
 
 main() {
@@ -263,6 +284,15 @@ main() {
 	# The backend's delivery tests send mail with swaks (and curl).
 	need_pkg swaks swaks || failed=1
 	need_pkg curl curl || failed=1
+	# docs/dovecot.md and docs/postfix.md are run by integration tests: a
+	# private Dovecot (started by the test) and Postfix's postmap.
+	# (Both live in /usr/sbin, which a user's PATH may lack: checked by file.)
+	need_file /usr/sbin/dovecot dovecot-core || failed=1
+	need_file /usr/lib/dovecot/imap dovecot-imapd || failed=1
+	need_file /usr/lib/dovecot/modules/auth/libauthdb_ldap.so dovecot-ldap || failed=1
+	[ -e /usr/sbin/postmap ] || preseed_postfix
+	need_file /usr/sbin/postmap postfix || failed=1
+	need_file /usr/lib/postfix/postfix-ldap.so postfix-ldap || failed=1
 	if have strace && ! strace -f -o /dev/null true >/dev/null 2>&1; then
 		say "strace cannot trace here (is ptrace denied?); the durability test will fail"
 	fi
