@@ -44,7 +44,7 @@ func TestDovecotLDAP(t *testing.T) {
 		"/etc/dovecot/dovecot-ldap.conf.ext", ldapConf))
 	dc := startDovecot(t, dir, auth)
 
-	s, reply := imapSession(t, dc.imap, "", "alice@example.com", "pw-a")
+	s, reply := dovecotSession(t, dc.imap, "", "alice@example.com", "pw-a")
 	if !strings.HasPrefix(reply, "a OK") {
 		t.Fatalf("alice's login: %q", reply)
 	}
@@ -55,7 +55,7 @@ func TestDovecotLDAP(t *testing.T) {
 		t.Errorf("alice's Maildir is not under the userdb's home: %v", err)
 	}
 	s.command("c", "LOGOUT")
-	if _, reply := imapSession(t, dc.imap, "", "d+x=y@example.com", "pw-d"); !strings.HasPrefix(reply, "a OK") {
+	if _, reply := dovecotSession(t, dc.imap, "", "d+x=y@example.com", "pw-d"); !strings.HasPrefix(reply, "a OK") {
 		t.Errorf("d+x=y's login: %q", reply)
 	}
 
@@ -64,7 +64,7 @@ func TestDovecotLDAP(t *testing.T) {
 		{"192.0.2.2", "carol@example.com", "pw-c", "a suspended user"},
 		{"192.0.2.3", "nobody@example.com", "pw-a", "an unknown user"},
 	} {
-		if _, reply := imapSession(t, dc.imap, tc.from, tc.name, tc.pass); !strings.HasPrefix(reply, "a NO [AUTHENTICATIONFAILED]") {
+		if _, reply := dovecotSession(t, dc.imap, tc.from, tc.name, tc.pass); !strings.HasPrefix(reply, "a NO [AUTHENTICATIONFAILED]") {
 			t.Errorf("%s logged in: %q", tc.why, reply)
 		}
 	}
@@ -130,7 +130,7 @@ func TestDovecotProxyByMailHost(t *testing.T) {
 			t.Errorf("%s through the proxy reads:\n%s", u.name, msg)
 		}
 	}
-	if _, reply := imapSession(t, dc.imap, "", "ann@example.com", "wrong"); !strings.HasPrefix(reply, "a NO [AUTHENTICATIONFAILED]") {
+	if _, reply := dovecotSession(t, dc.imap, "", "ann@example.com", "wrong"); !strings.HasPrefix(reply, "a NO [AUTHENTICATIONFAILED]") {
 		t.Errorf("a wrong password through the proxy: %q", reply)
 	}
 	log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))

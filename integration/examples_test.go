@@ -227,7 +227,7 @@ func (dc *dovecot) userdb(t *testing.T, name string) map[string]string {
 // logins without waiting for that, from is the client address the login
 // claims to come from (IMAP ID x-originating-ip, believed from a trusted
 // network), unless empty.
-func imapSession(t *testing.T, addr, from, name, pass string) (*conn, string) {
+func dovecotSession(t *testing.T, addr, from, name, pass string) (*conn, string) {
 	t.Helper()
 	c := dial(t, addr)
 	if l := c.line(); !strings.HasPrefix(l, "* OK") {
