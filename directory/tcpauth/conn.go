@@ -41,6 +41,9 @@ type conn struct {
 	r      *bufio.Reader
 	admin  bool // from an admin network, or authenticated with the secret
 	authed bool // the secret was given (or none is configured)
+	// adminNet: admin by --admin-allow, not by the secret (for audit lines)
+	adminNet bool
+	peer     string // the client's address, for penalties and the hash queue; set before serve
 	// authFails counts wrong secrets; at maxAuthFailures the connection
 	// is closed. Only the reader touches it (auth runs there).
 	authFails int
@@ -239,7 +242,7 @@ func (c *conn) request(line []byte) bool {
 		// may do.
 		c.sync(&req, "")
 		if c.authFails >= maxAuthFailures {
-			c.srv.log.Warn("tcpauth: too many wrong secrets; closing", "client", listen.PeerIP(c.nc).String())
+			c.srv.log.Warn("tcpauth: too many wrong secrets; closing", "client", c.peer)
 			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if c.flush() == nil {
 				listen.CloseGracefully(c.nc, drainTime)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
 )
 
@@ -81,16 +80,14 @@ func (c *conn) lookup(req *authent.Request, rep *authent.Reply) outcome {
 }
 
 func (c *conn) check(req *authent.Request, rep *authent.Reply) outcome {
-	if req.IP != "" {
-		if _, err := netip.ParseAddr(req.IP); err != nil {
-			if _, err := netip.ParseAddrPort(req.IP); err != nil {
-				rep.Err("bad client ip")
-				return outcomeErr
-			}
-		}
+	addr, ok := c.clientAddr(req.IP)
+	if !ok {
+		rep.Err("bad client ip")
+		return outcomeErr
 	}
-	addr, key := c.penaltyKey(req.IP, req.User)
-	if c.srv.cfg.Penalty.Cooling(key) {
+	pen := c.srv.cfg.Penalty
+	key := penaltyKey(addr, req.User)
+	if pen.Cooling(key) {
 		// Too soon after a failure: refused unchecked, so a guesser
 		// learns nothing from it, and without a wait that would hold up
 		// the replies pipelined behind this one.
@@ -115,27 +112,34 @@ func (c *conn) check(req *authent.Request, rep *authent.Reply) outcome {
 		}
 		return c.failed(req, rep, err)
 	}
-	c.srv.cfg.Penalty.Succeeded(key)
+	pen.Succeeded(key)
 	writeUser(rep, req.User, u)
 	return outcomeOK
 }
 
-// penaltyKey is what failed checks are counted by: the client's address
-// (the one a front end passes with the check, else the connection's) and
-// the user. The user is part of it because a mail server asking for all
-// its users is one address: one user's typos must not refuse the others.
-// Guessing many users from one address is the front end's to slow down
-// (tohost's proxy delays every login of a failing address).
-func (c *conn) penaltyKey(ip, user string) (addr, key string) {
-	addr = listen.PeerIP(c.nc).String()
-	if ip != "" {
-		if a, err := netip.ParseAddr(ip); err == nil {
-			addr = a.Unmap().String()
-		} else if ap, err := netip.ParseAddrPort(ip); err == nil {
-			addr = ap.Addr().Unmap().String()
-		}
+// clientAddr is the address a check is for: the one a front end passes
+// with it (an address, or an address and port), else the connection's.
+// ok is false when the passed one is neither.
+func (c *conn) clientAddr(ip string) (addr string, ok bool) {
+	if ip == "" {
+		return c.peer, true
 	}
-	return addr, addr + " " + directory.FoldName(user)
+	if a, err := netip.ParseAddr(ip); err == nil {
+		return a.Unmap().String(), true
+	}
+	if ap, err := netip.ParseAddrPort(ip); err == nil {
+		return ap.Addr().Unmap().String(), true
+	}
+	return "", false
+}
+
+// penaltyKey is what failed checks are counted by: the client's address
+// and the user. The user is part of it because a mail server asking for
+// all its users is one address: one user's typos must not refuse the
+// others. Guessing many users from one address is the front end's to slow
+// down (tohost's proxy delays every login of a failing address).
+func penaltyKey(addr, user string) string {
+	return addr + " " + directory.FoldName(user)
 }
 
 // failedLogin counts a failed check or auth of key and logs it, once per
@@ -228,7 +232,7 @@ func (c *conn) search(req *authent.Request, rep *authent.Reply) outcome {
 }
 
 func (c *conn) auth(req *authent.Request, rep *authent.Reply) outcome {
-	addr := listen.PeerIP(c.nc).String()
+	addr := c.peer
 	key := addr + " auth"
 	// A wrong secret is waited out before the next is compared. auth
 	// runs in the reader, after every earlier reply, so the wait holds up

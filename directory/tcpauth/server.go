@@ -125,7 +125,10 @@ func (s *Server) start(ctx context.Context, nc net.Conn) {
 		defer s.wg.Done()
 		// The client's address may come from a PROXY header, which is
 		// read here rather than in the accept loop.
-		c.admin = listen.Contains(s.cfg.AdminAllow, listen.PeerIP(nc))
+		peer := listen.PeerIP(nc)
+		c.peer = peer.String()
+		c.admin = listen.Contains(s.cfg.AdminAllow, peer)
+		c.adminNet = c.admin
 		c.serve(ctx)
 		s.mu.Lock()
 		delete(s.conns, c)

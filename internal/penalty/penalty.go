@@ -14,6 +14,7 @@ package penalty
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +37,9 @@ type Penalty[K comparable] struct {
 
 	mu    sync.Mutex
 	fails map[K]entry
+	// held is len(fails), kept beside it so that the common case, no
+	// failure remembered, costs a login one atomic load and no lock.
+	held atomic.Int64
 }
 
 type entry struct {
@@ -63,6 +67,9 @@ func New[K comparable](cfg Config) *Penalty[K] {
 // Delay returns how long a login from ip waits before it is checked.
 func (p *Penalty[K]) Delay(ip K) time.Duration {
 	if p == nil {
+		return 0
+	}
+	if p.held.Load() == 0 {
 		return 0
 	}
 	p.mu.Lock()
@@ -120,13 +127,14 @@ func (p *Penalty[K]) Failed(ip K) int {
 		e.n = 0
 	}
 	p.fails[ip] = entry{n: e.n + 1, last: now}
+	p.held.Store(int64(len(p.fails)))
 	return e.n + 1
 }
 
 // Cooling reports whether ip's last failure is more recent than its
 // delay: a login now would come sooner than Wait lets it.
 func (p *Penalty[K]) Cooling(ip K) bool {
-	if p == nil {
+	if p == nil || p.held.Load() == 0 {
 		return false
 	}
 	p.mu.Lock()
@@ -140,8 +148,12 @@ func (p *Penalty[K]) Succeeded(ip K) {
 	if p == nil {
 		return
 	}
+	if p.held.Load() == 0 {
+		return
+	}
 	p.mu.Lock()
 	delete(p.fails, ip)
+	p.held.Store(int64(len(p.fails)))
 	p.mu.Unlock()
 }
 

@@ -101,3 +101,25 @@ func TestCooling(t *testing.T) {
 		t.Fatal("cooling after a success")
 	}
 }
+
+// TestSucceededClearsOnlyItsKey: a success of one key leaves the others'
+// windows (the count of remembered keys, which lets a Penalty with none
+// skip its lock, follows the map).
+func TestSucceededClearsOnlyItsKey(t *testing.T) {
+	p := New[string](Config{Base: time.Hour, Max: time.Hour})
+	p.Failed("a")
+	p.Failed("b")
+	p.Succeeded("a")
+	if p.Cooling("a") || !p.Cooling("b") || p.Delay("b") != time.Hour {
+		t.Fatalf("after a's success: a cooling %v, b cooling %v", p.Cooling("a"), p.Cooling("b"))
+	}
+	p.Succeeded("b")
+	p.Succeeded("b")
+	if p.Len() != 0 || p.held.Load() != 0 {
+		t.Fatalf("%d keys, %d counted, after every success", p.Len(), p.held.Load())
+	}
+	p.Failed("c")
+	if !p.Cooling("c") {
+		t.Fatal("a failure after the map emptied is not seen")
+	}
+}
