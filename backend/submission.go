@@ -26,6 +26,7 @@ import (
 	"github.com/tohost/tohost/backend/queue"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/protocol/authent"
+	"github.com/tohost/tohost/protocol/saslserver"
 )
 
 // LoginDirectory checks logins; *authent.Client provides it. Errors wrap
@@ -175,16 +176,8 @@ func (s *Submitter) newSession(c *smtp.Conn) *submission {
 func (m *submission) AuthMechanisms() []string { return []string{sasl.Plain, sasl.Login} }
 
 func (m *submission) Auth(mech string) (sasl.Server, error) {
-	switch mech {
-	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
-			if identity != "" && identity != user {
-				return errBadAuth // no acting as another user
-			}
-			return m.authenticate(user, pass)
-		}), nil
-	case sasl.Login:
-		return &loginServer{auth: m.authenticate}, nil
+	if srv := saslserver.NewServer(mech, m.authenticate, errBadAuth); srv != nil {
+		return srv, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
@@ -320,34 +313,6 @@ func (m *submission) Reset() {
 }
 
 func (m *submission) Logout() error { return nil }
-
-// loginServer is the server side of AUTH LOGIN (obsolete, but Outlook and
-// others still use it): the user name, then the password, each asked for
-// with a challenge.
-type loginServer struct {
-	step int
-	user string
-	auth func(user, pass string) error
-}
-
-func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
-	switch l.step {
-	case 0:
-		if resp == nil { // no initial response
-			l.step = 1
-			return []byte("Username:"), false, nil
-		}
-		l.user, l.step = string(resp), 2
-		return []byte("Password:"), false, nil
-	case 1:
-		l.user, l.step = string(resp), 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		return nil, true, l.auth(l.user, string(resp))
-	}
-	return nil, false, errors.New("unexpected response")
-}
 
 // ---- metrics ----
 

@@ -27,6 +27,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/tohost/tohost/protocol/authent"
+	"github.com/tohost/tohost/protocol/saslserver"
 )
 
 func init() {
@@ -247,16 +248,8 @@ func (m *smtpSubmission) Auth(mech string) (sasl.Server, error) {
 		m.c.p.cfg.Metrics.login(Submission, outcomeRefused)
 		return nil, smtpErrTLSFirst
 	}
-	switch mech {
-	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
-			if identity != "" && identity != user {
-				return smtpErrBadAuth // no acting as another user
-			}
-			return m.authenticate(user, pass)
-		}), nil
-	case sasl.Login:
-		return &smtpLoginServer{auth: m.authenticate}, nil
+	if srv := saslserver.NewServer(mech, m.authenticate, smtpErrBadAuth); srv != nil {
+		return srv, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
@@ -383,34 +376,6 @@ func (m *smtpSubmission) Logout() error {
 		m.be = nil
 	}
 	return nil
-}
-
-// smtpLoginServer is the server side of AUTH LOGIN (an obsolete mechanism
-// that Outlook and others still use): the user name, then the password,
-// each asked for with a challenge.
-type smtpLoginServer struct {
-	step int
-	user string
-	auth func(user, pass string) error
-}
-
-func (l *smtpLoginServer) Next(resp []byte) ([]byte, bool, error) {
-	switch l.step {
-	case 0:
-		if resp == nil { // no initial response
-			l.step = 1
-			return []byte("Username:"), false, nil
-		}
-		l.user, l.step = string(resp), 2
-		return []byte("Password:"), false, nil
-	case 1:
-		l.user, l.step = string(resp), 2
-		return []byte("Password:"), false, nil
-	case 2:
-		l.step = 3
-		return nil, true, l.auth(l.user, string(resp))
-	}
-	return nil, false, errors.New("unexpected response")
 }
 
 // ---- incoming mail ----
