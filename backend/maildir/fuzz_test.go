@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tohost/tohost/protocol/authent"
 )
 
 // FuzzFolderName: a folder name the mapping accepts is one Maildir++
@@ -70,10 +72,10 @@ func FuzzUserName(f *testing.F) {
 				t.Fatalf("%q: part %q", user, part)
 			}
 		}
-		if p2, err := userPath(strings.ToUpper(foldASCII(user))); isASCII(user) && (err != nil || p2 != p) {
+		if p2, err := userPath(strings.ToUpper(authent.FoldName(user))); isASCII(user) && (err != nil || p2 != p) {
 			t.Fatalf("%q: upper case maps to %q %v, not %q", user, p2, err, p)
 		}
-		if lower := strings.ToLower(user); foldASCII(lower) != foldASCII(user) {
+		if lower := strings.ToLower(user); authent.FoldName(lower) != authent.FoldName(user) {
 			if p2, err := userPath(lower); err == nil && p2 == p {
 				t.Fatalf("%q and %q share the mailbox %q", user, lower, p)
 			}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tohost/tohost/protocol/authent"
 )
 
 // badChars reports whether s holds a byte that no user or folder name may
@@ -34,7 +36,7 @@ func userPath(user string) (string, error) {
 	if user == "" || len(user) > 255 || !utf8.ValidString(user) {
 		return "", ErrBadName
 	}
-	u := foldASCII(user)
+	u := authent.FoldName(user)
 	local, domain := u, "_"
 	if i := strings.LastIndexByte(u, '@'); i >= 0 {
 		local, domain = u[:i], u[i+1:]
@@ -48,17 +50,6 @@ func userPath(user string) (string, error) {
 		}
 	}
 	return domain + "/" + local, nil
-}
-
-// foldASCII lower-cases A-Z and keeps every other byte.
-func foldASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // folderInbox is the IMAP name of the Maildir at the user's top.
