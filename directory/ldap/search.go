@@ -206,6 +206,8 @@ func (q *query) scope(t target, scope gldap.Scope, ss *session) bool {
 		// A user reads their own entry only: the candidates shrink to
 		// it instead of being filtered out one by one.
 		switch {
+		case ss.name == "":
+			q.users = false // no user of its own: an empty q.only would mean everyone
 		case q.baseUser == "":
 			q.only = ss.name
 		case normalized(q.baseUser) != ss.name:
