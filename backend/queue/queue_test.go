@@ -361,3 +361,44 @@ func TestStopKeepsMessages(t *testing.T) {
 		t.Fatalf("relay got %+v", m)
 	}
 }
+
+// TestUnreadableEnvelopesKept: envelopes damaged or edited on disk (cut
+// short, another message's, without their message, without recipients,
+// with an unknown status or a line break in an address) are reported and
+// left as they are, with their messages; the good message beside them is
+// delivered.
+func TestUnreadableEnvelopesKept(t *testing.T) {
+	r := startRelay(t, func(string, []string, int) error { return nil })
+	cfg := testConfig(t, r.addr)
+	q := openQueue(t, cfg)
+	id := enqueue(t, q, "alice@example.com", []string{"bob@example.com"}, testMessage)
+	bad := map[string]string{
+		"CUT":      `{"id":"CUT","from":"a@x","recipients":[{"addr":"b@x","sta`,
+		"OTHER":    `{"id":"SOMEONE","from":"a@x","recipients":[{"addr":"b@x","status":"pending"}]}`,
+		"NOBODY":   `{"id":"NOBODY","from":"a@x","recipients":[]}`,
+		"STATUS":   `{"id":"STATUS","from":"a@x","recipients":[{"addr":"b@x","status":"maybe"}]}`,
+		"INJECTED": `{"id":"INJECTED","from":"a@x","recipients":[{"addr":"b@x>\r\nRCPT TO:<c@x","status":"pending"}]}`,
+	}
+	var want []string
+	for name, env := range bad {
+		os.WriteFile(filepath.Join(cfg.Dir, name+".env"), []byte(env), 0o600)
+		os.WriteFile(filepath.Join(cfg.Dir, name+".msg"), []byte(testMessage), 0o600)
+		want = append(want, name+".env", name+".msg")
+	}
+	os.WriteFile(filepath.Join(cfg.Dir, "LONELY.env"), []byte(`{"id":"LONELY","from":"a@x","recipients":[{"addr":"b@x","status":"pending"}]}`), 0o600)
+	want = append(want, "LONELY.env")
+	slices.Sort(want)
+
+	q2 := openQueue(t, cfg)
+	if q2.Len() != 1 {
+		t.Fatalf("%d messages resumed, want only the good one", q2.Len())
+	}
+	run(t, q2)
+	if m := r.next(t); !slices.Equal(m.to, []string{"bob@example.com"}) {
+		t.Fatalf("relay got %+v", m)
+	}
+	waitFor(t, "the good message to leave", func() bool { return !slices.Contains(spoolFiles(t, cfg.Dir), id+".env") })
+	if got := spoolFiles(t, cfg.Dir); !slices.Equal(got, want) {
+		t.Fatalf("spool %v, want the damaged envelopes and their messages kept: %v", got, want)
+	}
+}

@@ -230,5 +230,30 @@ func (s *spool) readEnvelope(id string) (*Envelope, error) {
 	if env.ID != id {
 		return nil, fmt.Errorf("envelope of %q", env.ID)
 	}
-	return env, nil
+	return env, env.check()
 }
+
+// check refuses an envelope the queue would act on wrongly: one that was
+// edited or damaged on disk. An address goes into an SMTP command as it
+// is, so a space or a line break in it would change the command.
+func (e *Envelope) check() error {
+	if len(e.Recipients) == 0 {
+		return errors.New("no recipients")
+	}
+	if bad := strings.IndexFunc(e.From, badAddrRune); bad >= 0 {
+		return fmt.Errorf("sender %q: a space or control character", e.From)
+	}
+	for _, r := range e.Recipients {
+		if r.Addr == "" || strings.IndexFunc(r.Addr, badAddrRune) >= 0 {
+			return fmt.Errorf("recipient %q: empty, or a space or control character", r.Addr)
+		}
+		switch r.Status {
+		case Pending, Delivered, Failed:
+		default:
+			return fmt.Errorf("recipient %s: unknown status %q", r.Addr, r.Status)
+		}
+	}
+	return nil
+}
+
+func badAddrRune(r rune) bool { return r <= ' ' || r == 0x7f }
