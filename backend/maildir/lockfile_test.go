@@ -75,7 +75,7 @@ func TestFileLockExcludes(t *testing.T) {
 // whose mtime (set by a clock far ahead) stays put while it is watched.
 func TestFileLockStaleBroken(t *testing.T) {
 	const stale = 500 * time.Millisecond
-	root, stores := sharedStores(t, stale, "mx1.example")
+	_, stores := sharedStores(t, stale, "mx1.example")
 	s := stores[0]
 	mb, err := s.Mailbox("ann")
 	if err != nil {
@@ -94,6 +94,10 @@ func TestFileLockStaleBroken(t *testing.T) {
 		{"old mtime", "mx9.example 1", time.Now().Add(-time.Hour), true},
 		{"dead process of this host", "mx1.example " + strconv.Itoa(dead.Process.Pid), time.Now(), true},
 		{"mtime not moving", "mx9.example 1", time.Now().Add(time.Hour), false},
+		// Lock files whose content is damaged go by their age alone.
+		{"empty, old", "", time.Now().Add(-time.Hour), true},
+		{"no pid, old", "mx1.example", time.Now().Add(-time.Hour), true},
+		{"not a pid, old", "mx1.example twelve", time.Now().Add(-time.Hour), true},
 	} {
 		os.MkdirAll(parentDir(name), 0o700)
 		if err := os.WriteFile(name, []byte(tc.owner+"\n"), 0o600); err != nil {
@@ -118,7 +122,15 @@ func TestFileLockStaleBroken(t *testing.T) {
 	if ents, _ := os.ReadDir(parentDir(name)); len(ents) != 0 {
 		t.Fatalf("files left in the lock directory: %v", ents)
 	}
-	_ = root
+	// A damaged one that is fresh is not broken at first sight: its
+	// holder may be writing it.
+	os.WriteFile(name, []byte("\x00garbage"), 0o600)
+	if unlock, err := mb.LockPOP3(); !errors.Is(err, ErrInUse) {
+		if err == nil {
+			unlock()
+		}
+		t.Fatalf("a fresh damaged lock file: %v, want ErrInUse", err)
+	}
 }
 
 // TestFileLockLiveHolderKept: a holder on another host keeps its lock for
