@@ -22,10 +22,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tohost/tohost/internal/testservices"
 )
 
 // binary is tohost as deploy/build.sh builds it, for the image and here.
@@ -432,14 +433,14 @@ func TestEnvironmentFiles(t *testing.T) {
 // proc is a running tohost.
 type proc struct {
 	cmd *exec.Cmd
-	log *syncBuffer
+	log *testservices.Buffer
 }
 
 // start runs tohost args with env (TOHOST_ variables; none other of the
 // test's) and waits until every address in ready accepts connections.
 func start(t *testing.T, name string, env, args []string, ready ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), log: new(syncBuffer)}
+	p := &proc{cmd: exec.Command(binary, args...), log: new(testservices.Buffer)}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TOHOST_") {
 			p.cmd.Env = append(p.cmd.Env, kv)
@@ -482,23 +483,6 @@ func start(t *testing.T, name string, env, args []string, ready ...string) *proc
 		}
 	}
 	return p
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // client is a line protocol connection.

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tohost/tohost/internal/testservices"
 )
 
 // backendProc is a running `tohost backend`.
@@ -22,7 +24,7 @@ type backendProc struct {
 	cmd              *exec.Cmd
 	lmtp, smtp, http string
 	mailDir          string
-	log              *strings.Builder
+	log              *testservices.Buffer
 }
 
 // startBackend runs `tohost backend --name backend1.example` on mailDir
@@ -36,7 +38,7 @@ func startBackend(t *testing.T, dirAddr, mailDir string, lmtp, smtp string, extr
 	if smtp == "" {
 		smtp = freeAddr(t)
 	}
-	b := &backendProc{lmtp: lmtp, smtp: smtp, http: freeAddr(t), mailDir: mailDir, log: new(strings.Builder)}
+	b := &backendProc{lmtp: lmtp, smtp: smtp, http: freeAddr(t), mailDir: mailDir, log: new(testservices.Buffer)}
 	args := append([]string{"backend", "--name", "backend1.example", "--directory", dirAddr, "--mail-dir", mailDir,
 		"--lmtp-addr", b.lmtp, "--smtp-addr", b.smtp, "--http-addr", b.http}, extra...)
 	b.cmd = exec.Command(binary, args...)

@@ -11,10 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tohost/tohost/internal/testservices"
 )
 
 // TestClusterCommand runs `tohost cluster`, reads each demo user's
@@ -80,7 +81,7 @@ func TestClusterCommand(t *testing.T) {
 
 type clusterProc struct {
 	cmd   *exec.Cmd
-	out   *syncBuilder
+	out   *testservices.Buffer
 	users map[string][2]string // name: password, backend
 	exit  chan error
 }
@@ -89,9 +90,9 @@ type clusterProc struct {
 // "ready".
 func startCluster(t *testing.T, dir string, offset int) *clusterProc {
 	t.Helper()
-	c := &clusterProc{out: new(syncBuilder), users: map[string][2]string{}, exit: make(chan error, 1)}
+	c := &clusterProc{out: new(testservices.Buffer), users: map[string][2]string{}, exit: make(chan error, 1)}
 	c.cmd = exec.Command(binary, "cluster", "--data-dir", dir, "--port-offset", fmt.Sprint(offset))
-	logs := new(syncBuilder)
+	logs := new(testservices.Buffer)
 	c.cmd.Stderr = logs
 	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
@@ -198,22 +199,4 @@ func clusterPortOffset(t *testing.T) int {
 	}
 	t.Fatal("no free port range for the cluster")
 	return 0
-}
-
-// syncBuilder is a strings.Builder safe for a writer and a reader.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

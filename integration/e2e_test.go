@@ -22,13 +22,13 @@ type e2eProc struct {
 	args  []string
 	ready []string // addresses that accept connections once it is up
 	cmd   *exec.Cmd
-	log   *syncBuilder
+	log   *testservices.Buffer
 }
 
 func (p *e2eProc) start(t *testing.T) {
 	t.Helper()
 	if p.log == nil {
-		p.log = new(syncBuilder)
+		p.log = new(testservices.Buffer)
 		t.Cleanup(func() {
 			if p.cmd != nil && p.cmd.ProcessState == nil {
 				p.cmd.Process.Kill()

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tohost/tohost/internal/testservices"
 )
 
 // The tests in dovecot_test.go and postfix_test.go run the configuration
@@ -159,7 +161,7 @@ service imap-login {
 !include %[4]s
 `, dir, mail.Uid, port, auth))
 	dc.cmd = exec.Command("/usr/sbin/dovecot", "-F", "-c", dc.conf)
-	out := new(syncBuilder)
+	out := new(testservices.Buffer)
 	dc.cmd.Stdout, dc.cmd.Stderr = out, out
 	if err := dc.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tohost/tohost/internal/testservices"
 )
 
 // binary is the tohost executable built once for the whole package.
@@ -48,7 +50,7 @@ func freeAddr(t *testing.T) string {
 type daemon struct {
 	cmd  *exec.Cmd
 	addr string
-	log  *strings.Builder
+	log  *testservices.Buffer
 	// traced: cmd is strace running the directory as its child, so kill
 	// must end that child (strace killed first would leave it running).
 	traced bool
@@ -65,7 +67,7 @@ func directoryArgs(dataDir, addr string, extra ...string) []string {
 // answers ping.
 func startDirectory(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{addr: freeAddr(t), log: new(strings.Builder)}
+	d := &daemon{addr: freeAddr(t), log: new(testservices.Buffer)}
 	d.cmd = exec.Command(binary, directoryArgs(dataDir, d.addr, extra...)...)
 	d.start(t)
 	return d

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tohost/tohost/internal/testservices"
 )
 
 // fakeIMAPBackend accepts LOGIN of one user and answers SELECT, so a test
@@ -66,17 +68,17 @@ func fakeIMAPBackend(t *testing.T, user, pass string) (string, chan string) {
 
 // startProxy runs `tohost proxy` with IMAP on a free port and waits until
 // it accepts connections.
-func startProxy(t *testing.T, directory string, extra ...string) (imapAddr string, log *strings.Builder) {
+func startProxy(t *testing.T, directory string, extra ...string) (imapAddr string, log *testservices.Buffer) {
 	t.Helper()
 	imapAddr, log, _ = startProxyCmd(t, directory, extra...)
 	return imapAddr, log
 }
 
 // startProxyCmd is startProxy that also returns the process.
-func startProxyCmd(t *testing.T, directory string, extra ...string) (imapAddr string, log *strings.Builder, cmd *exec.Cmd) {
+func startProxyCmd(t *testing.T, directory string, extra ...string) (imapAddr string, log *testservices.Buffer, cmd *exec.Cmd) {
 	t.Helper()
 	imapAddr = freeAddr(t)
-	log = new(strings.Builder)
+	log = new(testservices.Buffer)
 	args := append([]string{"proxy", "--directory", directory, "--imap-addr", imapAddr, "--http-addr", ""}, extra...)
 	cmd = exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -155,7 +157,7 @@ func TestProxyDirectoryDown(t *testing.T) {
 	if l := c.line(); !strings.HasPrefix(l, "a NO [UNAVAILABLE]") {
 		t.Fatalf("directory down: %q", l)
 	}
-	again := &daemon{addr: d.addr, log: new(strings.Builder)}
+	again := &daemon{addr: d.addr, log: new(testservices.Buffer)}
 	again.cmd = exec.Command(binary, directoryArgs(dataDir, d.addr)...)
 	again.start(t)
 	for deadline := time.Now().Add(30 * time.Second); ; { // the client's retry is a hang guard away

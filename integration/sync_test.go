@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tohost/tohost/internal/testservices"
 )
 
 // TestAcknowledgedAfterSync: the directory sends +OK for a write only after
@@ -33,7 +35,7 @@ func TestAcknowledgedAfterSync(t *testing.T) {
 	}
 	dir := t.TempDir()
 	traceFile := filepath.Join(dir, "trace")
-	d := &daemon{addr: freeAddr(t), log: new(strings.Builder), traced: true}
+	d := &daemon{addr: freeAddr(t), log: new(testservices.Buffer), traced: true}
 	d.cmd = exec.Command(strace, append([]string{
 		"-f", "--seccomp-bpf", // every thread; stop only at the calls traced
 		"-yy",                  // fds with their path or TCP endpoints

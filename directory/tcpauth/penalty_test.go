@@ -1,35 +1,17 @@
 package tcpauth
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tohost/tohost/internal/testservices"
+
 	"github.com/tohost/tohost/internal/penalty"
 )
-
-// lockedBuffer is a log destination the server's goroutines share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestCheckPenalty: after a wrong password, checks of that user from that
 // client are refused unchecked (even the right password) until the window
@@ -54,7 +36,7 @@ func TestCheckPenalty(t *testing.T) {
 // the 1st, 2nd, 4th... failure, each with the count and the client, not a
 // line per try.
 func TestCheckPenaltyLogsBursts(t *testing.T) {
-	var logs lockedBuffer
+	var logs testservices.Buffer
 	pen := penalty.New[string](penalty.Config{Base: time.Nanosecond, Max: time.Nanosecond})
 	c := start(t, Config{Penalty: pen, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, nil).dial(t)
 	c.expect("set a@x pw", "+OK a@x added to database")

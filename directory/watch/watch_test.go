@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/tohost/tohost/internal/testservices"
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/store/bolt"
@@ -29,31 +30,18 @@ func (f *flaky) Get(ctx context.Context, name string) (*directory.User, error) {
 	return f.Store.Get(ctx, name)
 }
 
-// syncBuffer is a log destination the test reads while calls may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// lines is what a log holds, a line each.
+func lines(log *testservices.Buffer) []string {
+	return strings.Split(strings.TrimSpace(log.String()), "\n")
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
-}
-
-func newFlaky(t *testing.T) (*flaky, *Store, *syncBuffer) {
+func newFlaky(t *testing.T) (*flaky, *Store, *testservices.Buffer) {
 	st, err := bolt.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &flaky{Store: st}
-	var buf syncBuffer
+	var buf testservices.Buffer
 	w := New(f, "bolt", slog.New(slog.NewTextHandler(&buf, nil)))
 	t.Cleanup(func() { w.Close() })
 	return f, w, &buf
@@ -91,7 +79,7 @@ func TestStormLogsTwoLines(t *testing.T) {
 	if w.Down() {
 		t.Error("still down after an answer")
 	}
-	lines := buf.lines()
+	lines := lines(buf)
 	if len(lines) != 2 {
 		t.Fatalf("%d lines for %d failures:\n%s", len(lines), calls, strings.Join(lines, "\n"))
 	}
@@ -111,7 +99,7 @@ func TestCallerGaveUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	w.Get(ctx, "u@x")
-	if w.Down() || strings.TrimSpace(buf.b.String()) != "" {
-		t.Fatalf("a canceled call counted as an outage: %s", buf.b.String())
+	if w.Down() || strings.TrimSpace(buf.String()) != "" {
+		t.Fatalf("a canceled call counted as an outage: %s", buf.String())
 	}
 }
