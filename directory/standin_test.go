@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,10 +22,9 @@ func (m memStore) Get(_ context.Context, name string) (*User, error) {
 	return nil, ErrNotFound
 }
 
-// TestUnknownUserCostsAVerification: a check of an unknown name verifies
-// the password against a stand-in hash of the configured scheme, whatever
-// users were checked before, so its time matches a wrong password's.
-func TestUnknownUserCostsAVerification(t *testing.T) {
+// recordStandIns records the hashes checks verify against as stand-ins,
+// until the test ends; the function returns them so far.
+func recordStandIns(t *testing.T) func() []string {
 	var mu sync.Mutex
 	var seen []string
 	old := verifyStandIn
@@ -35,6 +35,18 @@ func TestUnknownUserCostsAVerification(t *testing.T) {
 		return old(stored, plain)
 	}
 	t.Cleanup(func() { verifyStandIn = old })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// TestUnknownUserCostsAVerification: a check of an unknown name verifies
+// the password against a stand-in hash of the configured scheme, whatever
+// users were checked before, so its time matches a wrong password's.
+func TestUnknownUserCostsAVerification(t *testing.T) {
+	standIns := recordStandIns(t)
 
 	ssha := "{SSHA}AMut7XaZFkRp1/2md9R/ykBZvpJgU+iVJDjc3w=="
 	sha512 := "{CRYPT}$6$salt$Zq1WF8yWoZgLhQwrLpg7wEbVGP6L8gFmQyLBm2QsyWTRq1Jq5H6GuuAXRsBBzvEFOTwxrb6WqiZ2M0e2HIHN41"
@@ -52,7 +64,7 @@ func TestUnknownUserCostsAVerification(t *testing.T) {
 	check("b@x")
 	check("nobody@x")
 	check("nobody@x")
-	if len(seen) != 2 || seen[0] != seen[1] || !strings.HasPrefix(seen[0], "{SSHA512}") {
+	if seen := standIns(); len(seen) != 2 || seen[0] != seen[1] || !strings.HasPrefix(seen[0], "{SSHA512}") {
 		t.Fatalf("stand-ins %q, want the same {SSHA512} hash each time, never a user's", seen)
 	}
 }
@@ -62,21 +74,8 @@ func TestUnknownUserCostsAVerification(t *testing.T) {
 // password of a typical user costs; an empty store keeps the configured
 // scheme's; checking a user of a rarer class does not change it.
 func TestStandInFollowsTheStore(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	old := verifyStandIn
-	verifyStandIn = func(stored, plain string) (bool, error) {
-		mu.Lock()
-		seen = append(seen, stored)
-		mu.Unlock()
-		return old(stored, plain)
-	}
-	t.Cleanup(func() { verifyStandIn = old })
-	last := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return seen[len(seen)-1]
-	}
+	standIns := recordStandIns(t)
+	last := func() string { seen := standIns(); return seen[len(seen)-1] }
 
 	st := &listStore{}
 	s := NewService(st, Config{Scheme: "SSHA512", VerifyCacheSize: -1})
