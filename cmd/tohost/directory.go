@@ -133,7 +133,7 @@ func runDirectory(ctx context.Context, f directoryFlags) error {
 			return tcp.SetSecret(secret)
 		})
 	}
-	if err := f.ldap.serve(d, gate, svc, hasher.Scheme, tlsCfg, f.listen.idleTimeout, log, ldap.NewMetrics(reg)); err != nil {
+	if err := f.ldap.serve(d, gate, svc, tlsCfg, f.listen.idleTimeout, log, ldap.NewMetrics(reg)); err != nil {
 		return err
 	}
 	reg.MustRegister(adminhttp.ReadyCollector(store.deps))

@@ -10,7 +10,6 @@ import (
 
 	"github.com/tohost/tohost/directory"
 	"github.com/tohost/tohost/directory/ldap"
-	"github.com/tohost/tohost/directory/password"
 	"github.com/tohost/tohost/internal/daemon"
 	"github.com/tohost/tohost/internal/listen"
 	"github.com/tohost/tohost/internal/penalty"
@@ -48,7 +47,7 @@ func (f *ldapFlags) register(fl *pflag.FlagSet) {
 
 // serve opens the configured LDAP listeners behind gate and adds them to
 // d (none when LDAP is off).
-func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Service, scheme password.Scheme,
+func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Service,
 	tlsCfg *tls.Config, idle time.Duration, log *slog.Logger, metrics *ldap.Metrics) error {
 	if f.addr == "" && f.ldapsAddr == "" {
 		return nil
@@ -60,7 +59,7 @@ func (f *ldapFlags) serve(d *daemon.Daemon, gate *listen.Gate, svc *directory.Se
 		return fmt.Errorf("--ldap-size-limit and --ldap-time-limit must not be negative (0: no limit)")
 	}
 	cfg := ldap.Config{Base: f.base, AdminDN: f.adminDN, AdminPassword: f.adminPassword,
-		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Scheme: scheme, Logger: log, Metrics: metrics,
+		AnonymousRead: f.anonymousRead, TLS: tlsCfg, Logger: log, Metrics: metrics,
 		IdleTimeout: idle, Penalty: f.penalty, SizeLimit: noneIfZero(f.sizeLimit), TimeLimit: noneIfZero(f.timeLimit)}
 	admin, readers, err := f.passwords()
 	if err != nil {

@@ -1,6 +1,7 @@
 package ldap
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -73,15 +74,27 @@ func (s *Server) authenticate(r *gldap.Request, m *gldap.SimpleBindMessage, ss *
 	return code, msg
 }
 
+// clientCtx is the server's context naming r's client, whose hashes then
+// wait in the hash pool's queue of that address, as TCPAuth's do.
+func (s *Server) clientCtx(r *gldap.Request) context.Context {
+	return directory.WithClient(s.ctx, clientAddr(r))
+}
+
+// clientAddr is r's client address, without the port.
+func clientAddr(r *gldap.Request) string {
+	client := r.RemoteAddr().String()
+	if ap, err := netip.ParseAddrPort(client); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return client
+}
+
 // penaltyKey is what failed binds are counted by: the client's address
 // and the name bound as. The name is part of it because a mail server
 // that checks its users' passwords by binding as them is one address:
 // one user's typos must not refuse the others.
 func (s *Server) penaltyKey(r *gldap.Request, t target) (client, name, key string) {
-	client = r.RemoteAddr().String()
-	if ap, err := netip.ParseAddrPort(client); err == nil {
-		client = ap.Addr().Unmap().String()
-	}
+	client = clientAddr(r)
 	name = t.name // a user's name, or a reader's DN
 	if t.kind == kindAdmin {
 		name = s.tree.adminDN
@@ -116,7 +129,7 @@ func (s *Server) verify(r *gldap.Request, t target, pass string, ss *session) (i
 		ss.reader, ss.dn = true, t.name
 		return gldap.ResultSuccess, ""
 	case kindUser:
-		u, err := s.svc.Check(s.ctx, t.name, pass)
+		u, err := s.svc.Check(s.clientCtx(r), t.name, pass)
 		if err != nil {
 			var in *directory.InputError
 			isInput := errors.As(err, &in) // a name no user can have

@@ -10,7 +10,6 @@ import (
 	"github.com/jimlambrt/gldap"
 
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/directory/password"
 )
 
 // extended serves StartTLS, WhoAmI (RFC 4532) and Password Modify
@@ -147,7 +146,10 @@ func (s *Server) passwordModify(r *gldap.Request, m *gldap.ExtendedOperationMess
 	// even if it looks like "{SCHEME}..." (Service.Set would store that
 	// as a hash). Hashing, like verifying, is done before the write's
 	// transaction, which only compares and stores.
-	hash, err := password.Hash(s.cfg.Scheme, newPass)
+	hash, err := s.svc.HashPassword(s.clientCtx(r), newPass)
+	if errors.Is(err, directory.ErrBusy) {
+		return gldap.ResultBusy, "directory busy, try again", ""
+	}
 	if err != nil {
 		return gldap.ResultConstraintViolation, "password cannot be stored: " + err.Error(), ""
 	}
@@ -197,7 +199,7 @@ const maxPasswordAttempts = 3
 // hash it was verified against, or the result code and message refusing
 // the request.
 func (s *Server) checkOldPassword(r *gldap.Request, name, oldPass string) (string, int, string) {
-	u, err := s.svc.Check(s.ctx, name, oldPass)
+	u, err := s.svc.Check(s.clientCtx(r), name, oldPass)
 	if err != nil {
 		if errors.Is(err, directory.ErrBadCredentials) {
 			return "", gldap.ResultInvalidCredentials, "old password wrong"

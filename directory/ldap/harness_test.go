@@ -41,6 +41,10 @@ type options struct {
 	wrap func(directory.Store) directory.Store
 	tls  bool         // wrap the listener: LDAPS
 	gate *listen.Gate // put the listener behind a connection gate
+	// front, when set, wraps the Service the server answers from.
+	front func(Directory) Directory
+	// dir configures the directory.Service (default: {SSHA} hashes).
+	dir directory.Config
 	// open, when set, opens the store instead of a fresh bbolt one; the
 	// harness closes it when the test ends.
 	open func(testing.TB) directory.Store
@@ -64,7 +68,10 @@ func start(t testing.TB, o options) *harness {
 	if o.wrap != nil {
 		s = o.wrap(st)
 	}
-	svc := directory.NewService(s, directory.Config{Scheme: password.SchemeSSHA})
+	if o.dir.Scheme == "" {
+		o.dir.Scheme = password.SchemeSSHA
+	}
+	svc := directory.NewService(s, o.dir)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,13 +87,14 @@ func start(t testing.TB, o options) *harness {
 	if cfg.Base == "" {
 		cfg.Base = testBase
 	}
-	if cfg.Scheme == "" {
-		cfg.Scheme = password.SchemeSSHA
-	}
 	cfg.Logger = slog.New(slog.NewTextHandler(testLogOutput, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	srv := New(svc, cfg)
+	var d Directory = svc
+	if o.front != nil {
+		d = o.front(svc)
+	}
+	srv := New(d, cfg)
 	h.srv = srv
 	go func() { h.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {

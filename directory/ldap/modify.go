@@ -200,7 +200,7 @@ func (s *Server) addUser(r *gldap.Request, m *gldap.AddMessage) *writeError {
 	if pass == "" {
 		return refuse(gldap.ResultUnwillingToPerform, "a new user needs a userPassword")
 	}
-	hash, we := s.storedPassword(pass)
+	hash, we := s.storedPassword(r, pass)
 	if we != nil {
 		return we
 	}
@@ -244,12 +244,17 @@ func validField(attrType string, f directory.Field) *writeError {
 
 // storedPassword is what a userPassword value becomes: a value with a
 // {SCHEME} prefix is a hash and stored as given (as ldapadd of an export
-// does), anything else is cleartext and hashed with the configured scheme.
-func (s *Server) storedPassword(p string) (string, *writeError) {
+// does), anything else is cleartext and hashed as the directory hashes
+// every new password (its scheme and costs, in its hash pool, queued as
+// r's client).
+func (s *Server) storedPassword(r *gldap.Request, p string) (string, *writeError) {
 	if password.HasScheme(p) {
 		return p, nil
 	}
-	h, err := password.Hash(s.cfg.Scheme, p)
+	h, err := s.svc.HashPassword(s.clientCtx(r), p)
+	if errors.Is(err, directory.ErrBusy) {
+		return "", refuse(gldap.ResultBusy, "directory busy, try again")
+	}
 	if err != nil {
 		return "", refuse(gldap.ResultConstraintViolation, "password cannot be stored: "+err.Error())
 	}
@@ -282,7 +287,7 @@ func (s *Server) modifyUser(r *gldap.Request, m *gldap.ModifyMessage) *writeErro
 				return s.modifyFailed(r, err)
 			}
 		}
-		if hash, we = s.storedPassword(pass); we != nil {
+		if hash, we = s.storedPassword(r, pass); we != nil {
 			return we
 		}
 	}

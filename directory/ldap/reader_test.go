@@ -1,9 +1,14 @@
 package ldap
 
 import (
+	"context"
+	"strings"
+	"sync"
 	"testing"
 
 	goldap "github.com/go-ldap/ldap/v3"
+	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/password"
 )
 
 const (
@@ -88,5 +93,69 @@ func TestSetPasswords(t *testing.T) {
 		if b.ok != (err == nil) {
 			t.Errorf("bind %s with %q: %v", b.dn, b.pw, err)
 		}
+	}
+}
+
+// TestPasswordsHashedAsTheDirectory: a cleartext userPassword in an Add
+// and a Password Modify are hashed as the directory hashes every new
+// password, its scheme and costs (here argon2id at 1 MiB, 1 pass), not
+// with defaults of the LDAP front end's own.
+func TestPasswordsHashedAsTheDirectory(t *testing.T) {
+	o := adminConfig()
+	o.dir = directory.Config{Scheme: password.SchemeArgon2ID, Argon2: password.Argon2Params{Memory: 1024, Time: 1, Threads: 1}}
+	h := start(t, o)
+	c := h.dial()
+	if err := c.Bind(testAdminDN, testAdminPW); err != nil {
+		t.Fatal(err)
+	}
+	dn := "uid=new@x,ou=users," + testBase
+	add := goldap.NewAddRequest(dn, nil)
+	add.Attribute("objectClass", []string{"inetOrgPerson"})
+	add.Attribute("userPassword", []string{"first"})
+	if err := c.Add(add); err != nil {
+		t.Fatal(err)
+	}
+	const costs = "$argon2id$v=19$m=1024,t=1,p=1$"
+	if u, err := h.svc.Lookup(t.Context(), "new@x"); err != nil || !strings.Contains(u.Password, costs) {
+		t.Fatalf("added with %q (%v), want costs %s", u.Password, err, costs)
+	}
+	if _, err := c.PasswordModify(goldap.NewPasswordModifyRequest(dn, "", "second")); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := h.svc.Check(t.Context(), "new@x", "second"); err != nil || !strings.Contains(u.Password, costs) {
+		t.Fatalf("password modify stored %+v (%v), want costs %s", u, err, costs)
+	}
+}
+
+// clientRecorder records the client each Check names for the hash pool.
+type clientRecorder struct {
+	Directory
+	mu      sync.Mutex
+	clients []string
+}
+
+func (c *clientRecorder) Check(ctx context.Context, name, pass string) (*directory.User, error) {
+	c.mu.Lock()
+	c.clients = append(c.clients, directory.ClientOf(ctx))
+	c.mu.Unlock()
+	return c.Directory.Check(ctx, name, pass)
+}
+
+// TestBindNamesItsClient: a bind's password check names the client's
+// address, so its hash waits in that address's queue of the pool, as a
+// TCPAuth check does, not in one queue all LDAP clients share.
+func TestBindNamesItsClient(t *testing.T) {
+	rec := &clientRecorder{}
+	o := adminConfig()
+	o.front = func(d Directory) Directory { rec.Directory = d; return rec }
+	h := start(t, o)
+	h.user("a@x")
+	if err := h.dial().Bind("uid=a@x,ou=users,"+testBase, "pw-a@x"); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.clients) != 1 || rec.clients[0] != "127.0.0.1" {
+		t.Fatalf("checks named clients %q, want [127.0.0.1]", rec.clients)
 	}
 }

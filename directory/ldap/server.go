@@ -27,7 +27,6 @@ import (
 	"github.com/jimlambrt/gldap"
 
 	"github.com/tohost/tohost/directory"
-	"github.com/tohost/tohost/directory/password"
 	"github.com/tohost/tohost/internal/penalty"
 )
 
@@ -35,6 +34,9 @@ import (
 // *directory.Service provides it.
 type Directory interface {
 	Check(ctx context.Context, name, pass string) (*directory.User, error)
+	// HashPassword hashes a new cleartext password as the directory's
+	// configuration says (scheme and costs), in its bounded hash pool.
+	HashPassword(ctx context.Context, plain string) (string, error)
 	Lookup(ctx context.Context, name string) (*directory.User, error)
 	Create(ctx context.Context, name, pass string, fields []directory.Field) error
 	// Modify applies fn to the user as stored, in one transaction.
@@ -65,12 +67,7 @@ type Config struct {
 	AnonymousRead bool
 	// TLS, when set, enables StartTLS. For LDAPS the caller wraps the
 	// listener with tls.NewListener.
-	TLS *tls.Config
-	// Scheme hashes cleartext passwords written over LDAP (userPassword
-	// in Add and Modify, Password Modify); default password.DefaultScheme.
-	// Set it to the Service's scheme. A userPassword that already carries
-	// a {SCHEME} prefix is stored as given.
-	Scheme password.Scheme
+	TLS    *tls.Config
 	Logger *slog.Logger
 	// IdleTimeout closes a connection that sends no request, or does not
 	// read its responses, for this long (default 10 minutes, as TCPAuth;
@@ -123,9 +120,6 @@ func New(svc Directory, cfg Config) *Server {
 	if cfg.AdminDN == "" {
 		cfg.AdminDN = "cn=admin," + cfg.Base
 	}
-	if cfg.Scheme == "" {
-		cfg.Scheme = password.DefaultScheme
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -150,7 +144,6 @@ func New(svc Directory, cfg Config) *Server {
 	}
 	if s.err == nil {
 		s.root, s.base, s.users = s.tree.staticEntries(cfg.TLS != nil)
-		_, s.err = password.ParseScheme(string(cfg.Scheme))
 	}
 	return s
 }

@@ -67,7 +67,7 @@ func main() {
 	}
 	log.Info("ldap serving", "addr", ln.Addr().String(), "base", *base)
 	err = ldap.New(svc, ldap.Config{Base: *base, AdminPassword: *adminPW, AnonymousRead: *anon,
-		Scheme: password.SchemeSSHA, Logger: log}).Serve(ctx, ln)
+		Logger: log}).Serve(ctx, ln)
 	if err != nil {
 		log.Error("serve", "err", err)
 	}
