@@ -159,3 +159,23 @@ func TestBindNamesItsClient(t *testing.T) {
 		t.Fatalf("checks named clients %q, want [127.0.0.1]", rec.clients)
 	}
 }
+
+// busyDirectory answers every check as a directory whose hash queue is
+// full does.
+type busyDirectory struct{ Directory }
+
+func (busyDirectory) Check(context.Context, string, string) (*directory.User, error) {
+	return nil, directory.ErrBusy
+}
+
+// TestBindWhenBusy: a bind that finds the hash queue full is answered
+// busy (retry later), never invalidCredentials or unavailable.
+func TestBindWhenBusy(t *testing.T) {
+	o := adminConfig()
+	o.front = func(d Directory) Directory { return busyDirectory{d} }
+	h := start(t, o)
+	h.user("a@x")
+	if err := h.dial().Bind("uid=a@x,ou=users,"+testBase, "pw-a@x"); !goldap.IsErrorWithCode(err, goldap.LDAPResultBusy) {
+		t.Fatalf("bind with the queue full: %v, want busy", err)
+	}
+}

@@ -263,6 +263,10 @@ func (s *Server) failure(op string, r *gldap.Request, err error) (int, string) {
 		return gldap.ResultEntryAlreadyExists, ""
 	case errors.As(err, &in):
 		return gldap.ResultUnwillingToPerform, in.Msg
+	case errors.Is(err, directory.ErrBusy):
+		// Too many hashes queued: the client retries later. Not logged
+		// one by one: a storm makes thousands.
+		return gldap.ResultBusy, "directory busy, try again"
 	}
 	level := slog.LevelError
 	if errors.Is(err, directory.ErrUnavailable) {
