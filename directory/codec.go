@@ -13,8 +13,8 @@ import (
 //	record version | field count | (label | value)...
 //
 // Strings are uvarint length + bytes, times are varint Unix nanoseconds,
-// counts are uvarints. Decoding makes one string of the whole record and
-// slices every string out of it, so a decode costs three allocations.
+// counts are uvarints. Decoding makes one string of the whole record (or
+// takes one, UnmarshalString) and slices every string out of it.
 const codecVersion = 1
 
 var errCorrupt = errors.New("corrupt user record")
@@ -43,10 +43,17 @@ func (u *User) AppendBinary(b []byte) []byte {
 
 // UnmarshalBinary decodes a record; data is not retained.
 func (u *User) UnmarshalBinary(data []byte) error {
-	if len(data) == 0 || data[0] != codecVersion {
+	return u.UnmarshalString(string(data))
+}
+
+// UnmarshalString decodes a record held in a string. The user's strings
+// are slices of rec (a string never changes, so they need no copy): a
+// decode costs the Fields slice alone.
+func (u *User) UnmarshalString(rec string) error {
+	if len(rec) == 0 || rec[0] != codecVersion {
 		return errCorrupt
 	}
-	d := decoder{s: string(data[1:])}
+	d := decoder{s: rec[1:]}
 	u.Name = d.str()
 	u.Display = d.str()
 	u.Password = d.str()
@@ -65,6 +72,16 @@ func (u *User) UnmarshalBinary(data []byte) error {
 		return errCorrupt
 	}
 	return nil
+}
+
+// RecordName returns the name in an encoded record without decoding the
+// rest ("" if rec is not a record).
+func RecordName(rec string) string {
+	if len(rec) == 0 || rec[0] != codecVersion {
+		return ""
+	}
+	d := decoder{s: rec[1:]}
+	return d.str()
 }
 
 func appendString(b []byte, s string) []byte {

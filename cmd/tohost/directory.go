@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,7 +78,18 @@ func newDirectoryCmd() *cobra.Command {
 
 // runDirectory opens the store and every listener, then serves; a failure
 // at any step closes what was opened before it and starts nothing.
+// directoryGCPercent is the directory's GOGC unless the environment sets
+// one. Its heap is mostly the user cache, which lives long; Go's default
+// (100) lets the heap grow to twice that before collecting, which would
+// double the memory a million cached users take. Each cycle is cheap (a
+// cached user is one object with no pointers to follow), so collecting
+// at a quarter more costs no measurable throughput.
+const directoryGCPercent = 25
+
 func runDirectory(ctx context.Context, f directoryFlags) error {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(directoryGCPercent)
+	}
 	log, err := f.log.logger()
 	if err != nil {
 		return err

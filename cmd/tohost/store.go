@@ -118,7 +118,9 @@ func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.
 	metrics := cache.NewMetrics(reg)
 	lopts := cache.LocalOptions{Size: f.cacheSize, TTL: f.cacheTTL, NegativeTTL: f.negativeTTL, Metrics: metrics}
 	if f.redis == "" {
-		o.Store = cache.NewLocal(next, lopts)
+		local := cache.NewLocal(next, lopts)
+		cache.RegisterSize(reg, local)
+		o.Store = local
 		return o, nil
 	}
 	// Short timeouts and no retries: when Redis is slow, the store answers.
@@ -134,6 +136,7 @@ func (f *storeFlags) open(ctx context.Context, log *slog.Logger, reg prometheus.
 		o.kind += "+redis"
 	}
 	local, shared := cache.NewShared(next, lopts, f.redisOptions(client, log, metrics, written))
+	cache.RegisterSize(reg, local)
 	o.Store = local
 	// Not required: without Redis every node still answers from the store.
 	o.deps = append(o.deps, adminhttp.Dependency{Name: "redis",

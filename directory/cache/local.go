@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,6 @@ const shardCount = 64
 // Local is a bounded in-process cache of users in front of a Store. Reads
 // take one shard's read lock; entries are evicted with the CLOCK algorithm
 // (an approximation of LRU that needs no write on a hit but one atomic flag).
-// Cached users are shared between readers and must not be modified.
 type Local struct {
 	next   directory.Store
 	opts   LocalOptions
@@ -49,34 +49,33 @@ type Local struct {
 	distrusted atomic.Bool
 }
 
-// Entries are keyed by the 64-bit hash of the name, and each entry holds
-// its name: a lookup then compares integers in the map and the name in the
-// entry it reads anyway, instead of following a pointer to a key string. A
-// second name with the same hash (about never) replaces the first.
+// A cache of millions of users must cost little per user, in memory and
+// in garbage collection work. So a cached user is one string, its encoded
+// record (directory's codec), in a slot of a flat array that is also the
+// CLOCK ring; the index maps the 64-bit hash of the name to the slot and
+// holds no pointers. The collector then has one pointer-free object per
+// user to mark and nothing in it to scan, and a hit decodes the record
+// into a new User whose strings are slices of it (no copy).
 type shard struct {
-	mu      sync.RWMutex
-	entries map[uint64]*entry
-	ring    []uint64 // CLOCK ring of keys
-	hand    int
-	max     int
-	gen     uint64 // bumped by every invalidation, see load
+	mu    sync.RWMutex
+	index map[uint64]int32 // name hash → slot
+	slots []slot           // the CLOCK ring; len grows to max, then slots are reused
+	hand  int
+	max   int
+	gen   uint64 // bumped by every invalidation, see store
+	bytes int    // of the records held
 }
 
-// entry holds a compact copy of a user (users are immutable once cached):
-// the record, its first fields inline, and all its texts in one string. A
-// hit on a directory of millions of users is bound by cache misses, and
-// this layout reads a few adjacent lines instead of chasing a pointer per
-// part.
-type entry struct {
-	ref     atomic.Bool // used since the clock hand last passed
-	missing bool        // a known miss
-	expires int64       // coarse-clock nanoseconds; 0: never
-	name    string      // the key, for telling hash collisions apart
-	user    directory.User
-	fields  [inlineFields]directory.Field
+// slot is one cached name. A second name with the same hash (about never)
+// replaces the first; rec's name tells them apart.
+type slot struct {
+	rec     string // encoded user; for a known miss, the name itself
+	expires int64  // coarse-clock nanoseconds; 0: never
+	key     uint64 // the name's hash, to drop it from the index on eviction
+	ref     atomic.Bool
+	missing bool // a known miss
+	free    bool // invalidated: the next eviction takes it at once
 }
-
-const inlineFields = 4
 
 // NewLocal wraps next.
 func NewLocal(next directory.Store, opts LocalOptions) *Local {
@@ -86,7 +85,7 @@ func NewLocal(next directory.Store, opts LocalOptions) *Local {
 	c := &Local{next: next, opts: opts, seed: maphash.MakeSeed()}
 	per := max(opts.Size/shardCount, 1)
 	for i := range c.shards {
-		c.shards[i].entries = make(map[uint64]*entry)
+		c.shards[i].index = make(map[uint64]int32)
 		c.shards[i].max = per
 	}
 	c.clock.start()
@@ -106,17 +105,19 @@ func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
 		return c.next.Get(ctx, name)
 	}
 	s, h := c.shard(name)
-	s.mu.RLock()
-	e := s.entries[h]
-	gen := s.gen
-	s.mu.RUnlock()
-	if e != nil && e.name == name && (e.expires == 0 || e.expires > c.clock.now()) {
-		e.ref.Store(true)
-		c.opts.Metrics.hit(layerLocal)
-		if e.missing {
+	rec, missing, ok, gen := s.load(h, c.clock.now())
+	if ok {
+		if missing && rec == name {
+			c.opts.Metrics.hit(layerLocal)
 			return nil, directory.ErrNotFound
 		}
-		return &e.user, nil
+		if !missing && directory.RecordName(rec) == name {
+			u := new(directory.User)
+			if err := u.UnmarshalString(rec); err == nil {
+				c.opts.Metrics.hit(layerLocal)
+				return u, nil
+			}
+		}
 	}
 	c.opts.Metrics.miss(layerLocal)
 	u, err := c.next.Get(ctx, name)
@@ -129,6 +130,24 @@ func (c *Local) Get(ctx context.Context, name string) (*directory.User, error) {
 	return u, err
 }
 
+// load returns the unexpired entry under hash h, marked as used, and the
+// shard's generation.
+func (s *shard) load(h uint64, now int64) (rec string, missing, ok bool, gen uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	gen = s.gen
+	i, found := s.index[h]
+	if !found {
+		return "", false, false, gen
+	}
+	e := &s.slots[i]
+	if e.expires != 0 && e.expires <= now {
+		return "", false, false, gen
+	}
+	e.ref.Store(true)
+	return e.rec, e.missing, true, gen
+}
+
 // store caches a value read from the next store, unless the shard was
 // invalidated since the read began: the value might then be older than
 // the write that invalidated it.
@@ -137,75 +156,49 @@ func (c *Local) store(s *shard, h, gen uint64, name string, u *directory.User, t
 	if ttl > 0 {
 		exp = c.clock.now() + int64(ttl)
 	}
-	// Entries are immutable once published: readers use them unlocked.
-	e := newEntry(name, u, exp)
+	rec := strings.Clone(name) // the caller's may live in a buffer
+	if u != nil {
+		rec = string(u.AppendBinary(make([]byte, 0, 64+len(u.Password)+len(name)*2)))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen != gen {
 		return
 	}
-	if s.entries[h] == nil {
-		if len(s.ring) < s.max {
-			s.ring = append(s.ring, h)
-		} else {
-			s.ring[s.evict()] = h
+	i, found := s.index[h]
+	if !found {
+		i = s.take()
+		s.index[h] = i
+	}
+	e := &s.slots[i]
+	s.bytes += len(rec) - len(e.rec)
+	e.rec, e.expires, e.key, e.missing, e.free = rec, exp, h, u == nil, false
+	e.ref.Store(false)
+}
+
+// take returns a slot for a new entry: a new one while the ring is below
+// its bound, else one freed with the CLOCK algorithm.
+func (s *shard) take() int32 {
+	if n := len(s.slots); n < s.max {
+		if n == cap(s.slots) {
+			// Doubling, but never past the bound: a full cache wastes
+			// no slots, and a new one allocates nothing up front.
+			s.slots = slices.Grow(s.slots, min(max(n, 64), s.max-n))
 		}
+		s.slots = append(s.slots, slot{})
+		return int32(n)
 	}
-	s.entries[h] = e
-}
-
-// newEntry copies u (nil: a known miss) with all its texts in one
-// allocation; name is copied too, as the caller's may live in a buffer.
-func newEntry(name string, u *directory.User, exp int64) *entry {
-	e := &entry{expires: exp, missing: u == nil}
-	if u == nil {
-		e.name = strings.Clone(name)
-		return e
-	}
-	n := len(name) + len(u.Name) + len(u.Display) + len(u.Password)
-	for _, f := range u.Fields {
-		n += len(f.Label) + len(f.Value)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, t := range []string{name, u.Name, u.Display, u.Password} {
-		b.WriteString(t)
-	}
-	for _, f := range u.Fields {
-		b.WriteString(f.Label)
-		b.WriteString(f.Value)
-	}
-	all := b.String()
-	next := func(t string) string {
-		out := all[:len(t)]
-		all = all[len(t):]
-		return out
-	}
-	e.name = next(name)
-	e.user = *u
-	e.user.Name, e.user.Display, e.user.Password = next(u.Name), next(u.Display), next(u.Password)
-	if len(u.Fields) <= inlineFields {
-		e.user.Fields = e.fields[:len(u.Fields):len(u.Fields)]
-	} else {
-		e.user.Fields = make([]directory.Field, len(u.Fields))
-	}
-	for i, f := range u.Fields {
-		e.user.Fields[i] = directory.Field{Label: next(f.Label), Value: next(f.Value)}
-	}
-	return e
-}
-
-// evict frees a ring slot with the CLOCK algorithm and returns it.
-func (s *shard) evict() int {
 	for {
 		i := s.hand
-		s.hand = (s.hand + 1) % len(s.ring)
-		e := s.entries[s.ring[i]]
-		if e != nil && e.ref.Swap(false) {
+		s.hand = (s.hand + 1) % len(s.slots)
+		e := &s.slots[i]
+		if !e.free && e.ref.Swap(false) {
 			continue
 		}
-		delete(s.entries, s.ring[i])
-		return i
+		if !e.free {
+			delete(s.index, e.key)
+		}
+		return int32(i)
 	}
 }
 
@@ -214,8 +207,11 @@ func (c *Local) Invalidate(name string) {
 	s, h := c.shard(name)
 	s.mu.Lock()
 	s.gen++
-	// The ring slot stays; evict skips the missing entry.
-	delete(s.entries, h)
+	if i, found := s.index[h]; found {
+		delete(s.index, h)
+		s.bytes -= len(s.slots[i].rec)
+		s.slots[i] = slot{free: true}
+	}
 	s.mu.Unlock()
 }
 
@@ -225,9 +221,11 @@ func (c *Local) Flush() {
 		s := &c.shards[i]
 		s.mu.Lock()
 		s.gen++
-		clear(s.entries)
-		s.ring = s.ring[:0]
+		clear(s.index)
+		clear(s.slots) // let the records go
+		s.slots = s.slots[:0]
 		s.hand = 0
+		s.bytes = 0
 		s.mu.Unlock()
 	}
 }
@@ -250,14 +248,21 @@ func (c *Local) Trusted() bool { return !c.distrusted.Load() }
 
 // Len returns the number of cached names.
 func (c *Local) Len() int {
-	n := 0
+	n, _ := c.Size()
+	return n
+}
+
+// Size returns the number of cached names and the bytes of their records
+// (what the cache holds; its own cost per entry comes on top).
+func (c *Local) Size() (entries, recordBytes int) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.RLock()
-		n += len(s.entries)
+		entries += len(s.index)
+		recordBytes += s.bytes
 		s.mu.RUnlock()
 	}
-	return n
+	return entries, recordBytes
 }
 
 // Update implements directory.Store: the write goes to the next store

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -239,15 +240,47 @@ func spreadCache(b *testing.B) (*Local, []string) {
 	}
 	const n = 200_000
 	c := NewLocal(st, LocalOptions{Size: n * 2})
+	return c, fill(c, n)
+}
+
+// fill caches n users shaped as the benchmark population's and returns
+// their names.
+func fill(c *Local, n int) []string {
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("user%07d@domain%02d.example", i, i%100)
 		u := &directory.User{Name: names[i], Display: names[i], Password: "{SSHA}0123456789012345678901234567890123",
 			Fields: []directory.Field{{Label: "tohost", Value: "backend1.example"}, {Label: "quota", Value: "1073741824"}, {Label: "name", Value: "Alice Smith"}}}
 		s, h := c.shard(names[i])
-		c.store(s, h, s.gen, names[i], u, 0)
+		c.store(s, h, s.gen, names[i], u, time.Hour)
 	}
-	return c, names
+	return names
+}
+
+// TestLocalMemoryPerUser bounds what a full cache costs per user beyond
+// the user's encoded record: slot, index entry and allocation rounding.
+// A directory caches a million users; at 128 bytes each that is 128 MB.
+func TestLocalMemoryPerUser(t *testing.T) {
+	const n = 100_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := NewLocal(nil, LocalOptions{Size: n})
+	defer c.clock.stop()
+	names := fill(c, n)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(names)
+	cached, records := c.Size()
+	perUser := float64(after.HeapAlloc-before.HeapAlloc-uint64(n*(16+len(names[0])))) / float64(cached)
+	record := float64(records) / float64(cached)
+	t.Logf("%d users cached: %.0f heap bytes each, %.0f of them the encoded record", cached, perUser, record)
+	if cached < n*9/10 {
+		t.Fatalf("only %d of %d users cached", cached, n)
+	}
+	if over := perUser - record; over > 128 {
+		t.Fatalf("a cached user costs %.0f bytes beyond its %.0f-byte record, want at most 128", over, record)
+	}
 }
 
 // BenchmarkLocalHitSpreadParallel is BenchmarkLocalHitSpread from every
@@ -266,4 +299,41 @@ func BenchmarkLocalHitSpreadParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestLocalSize: the record bytes Size reports follow stores, evictions,
+// invalidations and flushes.
+func TestLocalSize(t *testing.T) {
+	c := NewLocal(nil, LocalOptions{Size: shardCount * 4})
+	defer c.clock.stop()
+	held := func() (n, bytes int) {
+		for i := range c.shards {
+			s := &c.shards[i]
+			n += len(s.index)
+			for j := range s.slots {
+				bytes += len(s.slots[j].rec)
+			}
+		}
+		return n, bytes
+	}
+	check := func(when string) {
+		t.Helper()
+		n, b := c.Size()
+		wn, wb := held()
+		if n != wn || b != wb || (n > 0) != (b > 0) {
+			t.Fatalf("%s: Size() = %d entries, %d bytes; the cache holds %d, %d", when, n, b, wn, wb)
+		}
+	}
+	names := fill(c, shardCount*10) // several evictions per shard
+	check("after evictions")
+	for _, name := range names[len(names)-100:] {
+		c.Invalidate(name)
+	}
+	check("after invalidations")
+	fill(c, 50)
+	check("after refilling")
+	c.Flush()
+	if n, b := c.Size(); n != 0 || b != 0 {
+		t.Fatalf("after a flush: %d entries, %d bytes", n, b)
+	}
 }

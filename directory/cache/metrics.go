@@ -66,3 +66,14 @@ func (m *Metrics) setStale(stale bool) {
 		m.stale.Set(v)
 	}
 }
+
+// RegisterSize registers gauges of what c holds with reg.
+func RegisterSize(reg prometheus.Registerer, c *Local) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tohost_cache_entries",
+			Help: "Names (users and known misses) in the in-process cache."},
+			func() float64 { n, _ := c.Size(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tohost_cache_record_bytes",
+			Help: "Bytes of the encoded user records in the in-process cache."},
+			func() float64 { _, b := c.Size(); return float64(b) }))
+}
