@@ -61,9 +61,12 @@ type Config struct {
 	Depth    int           // requests in flight per connection (pipelining depth, 1 = none)
 	Users    int           // users are drawn from [First, First+Users)
 	First    int
-	Miss     float64       // lookup/check: fraction of requests for an unknown user / a wrong password
-	Seed     int64         // random seed; connection k uses the stream (Seed, k)
-	Timeout  time.Duration // per-request timeout, enforced by closing the connection
+	Miss     float64 // lookup/check: fraction of requests for an unknown user / a wrong password
+	// Once makes lookup and check ask for each user First..First+Users-1
+	// exactly once, then stop (set always does): a pass over cold caches.
+	Once    bool
+	Seed    int64         // random seed; connection k uses the stream (Seed, k)
+	Timeout time.Duration // per-request timeout, enforced by closing the connection
 
 	// VerifyHost makes lookup and check also require the user's
 	// tohost="..." field in the +OK line.
@@ -205,7 +208,9 @@ func (cfg *Config) validate() error {
 		return errors.New("bench: miss must be within [0, 1]")
 	case cfg.Mode == ModeSet && cfg.Miss > 0:
 		return errors.New("bench: miss applies to lookup and check only")
-	case cfg.Mode != ModeSet && cfg.Duration == 0 && cfg.Count == 0:
+	case cfg.Once && cfg.Mode != ModeLookup && cfg.Mode != ModeCheck:
+		return errors.New("bench: once applies to lookup and check only")
+	case cfg.Mode != ModeSet && !cfg.Once && cfg.Duration == 0 && cfg.Count == 0:
 		return errors.New("bench: need a duration or a count (or both)")
 	}
 	return nil
@@ -356,14 +361,15 @@ func (w *worker) take() (i int, miss bool, ok bool) {
 	if cfg.Count > 0 && w.r.issued.Add(1) > int64(cfg.Count) {
 		return 0, false, false
 	}
-	if cfg.Mode == ModeSet {
+	if cfg.Mode == ModeSet || cfg.Once {
 		k := w.r.next.Add(1) - 1
 		if k >= int64(cfg.Users) {
 			return 0, false, false
 		}
-		return cfg.First + int(k), false, true
+		i = cfg.First + int(k)
+	} else {
+		i = cfg.First + w.rng.IntN(cfg.Users)
 	}
-	i = cfg.First + w.rng.IntN(cfg.Users)
 	miss = cfg.Miss > 0 && w.rng.Float64() < cfg.Miss
 	return i, miss, true
 }

@@ -265,6 +265,32 @@ func TestSetEachUserOnce(t *testing.T) {
 	}
 }
 
+// Once asks for every user of the range exactly once, then stops.
+func TestCheckOnce(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	check := authent(-1, nil)
+	addr := startFake(t, func(line string) string {
+		mu.Lock()
+		seen[strings.Fields(line)[1]]++
+		mu.Unlock()
+		return check(line)
+	}, false)
+	res, err := Run(context.Background(), Config{Addr: addr, Mode: ModeCheck, Conns: 3, Depth: 4,
+		Users: 300, First: 50, Once: true, Timeout: 2 * time.Second})
+	if err != nil || res.Requests != 300 || res.Errors != 0 {
+		t.Fatalf("%v, %v", res, err)
+	}
+	for i := 50; i < 350; i++ {
+		if n := seen[Login(i)]; n != 1 {
+			t.Errorf("user %d checked %d times", i, n)
+		}
+	}
+	if len(seen) != 300 {
+		t.Errorf("%d users checked, want 300", len(seen))
+	}
+}
+
 func TestDeadIsError(t *testing.T) {
 	addr := startFake(t, func(string) string { return "-DEAD database down\r\n" }, false)
 	res, err := Run(context.Background(), Config{Addr: addr, Mode: ModeCheck, Conns: 2, Depth: 2,
@@ -335,6 +361,7 @@ func TestConfigRefused(t *testing.T) {
 		"users":    func(c *Config) { c.Users = 0 },
 		"miss":     func(c *Config) { c.Miss = 1.5 },
 		"set miss": func(c *Config) { c.Mode, c.Miss = ModeSet, 0.1 },
+		"set once": func(c *Config) { c.Mode, c.Once = ModeSet, true },
 		"no limit": func(c *Config) { c.Count = 0 },
 		"depth":    func(c *Config) { c.Depth = -1 },
 	} {

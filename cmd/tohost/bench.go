@@ -21,6 +21,7 @@ type benchFlags struct {
 	count       int
 	users       int
 	first       int
+	once        bool
 	miss        float64
 	seed        int64
 	timeout     time.Duration
@@ -162,7 +163,7 @@ with a --size byte message, RSET; each step must get its 250).`,
 			}
 			res, err := run(ctx, bench.Config{
 				Addr: f.addr, Mode: f.mode, Conns: f.conns, Depth: f.depth, Duration: d, Count: f.count,
-				Users: f.users, First: f.first, Miss: f.miss, Seed: f.seed, Timeout: f.timeout,
+				Users: f.users, First: f.first, Miss: f.miss, Once: f.once, Seed: f.seed, Timeout: f.timeout,
 				VerifyHost: f.verifyHost, AcceptAny: f.acceptAny, Secret: f.secret, Log: cmd.ErrOrStderr(),
 				MessageBytes: f.size, Rcpts: f.rcpts, ToHost: f.tohost, LDAPBase: f.ldapBase,
 			})
@@ -184,6 +185,7 @@ with a --size byte message, RSET; each step must get its 250).`,
 	fl.IntVarP(&f.count, "count", "n", 0, "total requests (0 = no count limit); imap-hold: the sessions to hold")
 	fl.IntVar(&f.users, "users", 100000, "users are drawn from [--first, --first+--users)")
 	fl.IntVar(&f.first, "first", 0, "index of the first user")
+	fl.BoolVar(&f.once, "once", false, "lookup, check: ask for each user of [--first, --first+--users) once, in order, then stop (a pass over cold caches)")
 	fl.Float64Var(&f.miss, "miss", 0, "lookup/check/ldap-search/ldap-bind: fraction of requests for unknown users / wrong passwords (must be refused; run the directory with --login-penalty-max 0, else the right password of a user just missed is refused too)")
 	fl.Int64Var(&f.seed, "seed", 1, "random seed (connection k uses the stream seed,k)")
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Second, "per-request timeout (a watchdog closes the connection)")
