@@ -38,6 +38,7 @@ func TestDovecotLDAP(t *testing.T) {
 	ldapConf := writeConf(t, dir, "dovecot-ldap.conf.ext", substitute(t,
 		exampleConfig(t, "dovecot.md", "dovecot-ldap.conf.ext"),
 		"ldap://dir1.example:3389 ldap://dir2.example:3389", "ldap://"+ldapAddr,
+		"dnpass = CHANGE-ME", "dnpass = "+dovecotReaderPassword,
 		"/var/vmail/", vmail+"/"))
 	auth := writeConf(t, dir, "auth-ldap.conf.ext", substitute(t,
 		exampleConfig(t, "dovecot.md", "dovecot-auth-ldap.conf.ext"),
@@ -118,6 +119,7 @@ func TestDovecotProxyByMailHost(t *testing.T) {
 	ldapConf := writeConf(t, dir, "dovecot-proxy-ldap.conf.ext", substitute(t,
 		exampleConfig(t, "dovecot.md", "dovecot-proxy-ldap.conf.ext"),
 		"ldap://dir1.example:3389 ldap://dir2.example:3389", "ldap://"+ldapAddr,
+		"dnpass = CHANGE-ME", "dnpass = "+dovecotReaderPassword,
 		"=port=143", "=port="+strconv.Itoa(ports[1])))
 	auth := writeConf(t, dir, "auth-proxy.conf.ext", substitute(t,
 		exampleConfig(t, "dovecot.md", "dovecot-auth-proxy.conf.ext"),

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
+
 	"github.com/tohost/tohost/internal/testservices"
 )
 
@@ -54,19 +56,55 @@ func substitute(t *testing.T, text string, pairs ...string) string {
 	return text
 }
 
+// The read-only accounts the examples bind as, as the docs pages start the
+// directory with them, and the passwords the tests put in place of the
+// examples' CHANGE-ME.
+const (
+	dovecotReaderDN       = "cn=dovecot,dc=tohost"
+	dovecotReaderPassword = "dovecot-reader-pw"
+	postfixReaderDN       = "cn=postfix,dc=tohost"
+	postfixReaderPassword = "postfix-reader-pw"
+)
+
 // startLDAPDirectory runs a directory serving TCPAuth and LDAP (base
-// dc=tohost, anonymous reads on, as the examples expect) and returns it
+// dc=tohost) as the docs pages run it: with the Dovecot and Postfix reader
+// accounts, each password in its file, and no anonymous reads, so an
+// example passes only by binding as its reader. It returns the directory
 // with its LDAP address.
 func startLDAPDirectory(t *testing.T) (*daemon, string) {
 	t.Helper()
-	ldapAddr := freeAddr(t)
-	d := startDirectory(t, t.TempDir(), "--ldap-addr", ldapAddr, "--ldap-anonymous-read")
+	secrets := t.TempDir()
+	args := []string{"--ldap-addr", freeAddr(t)}
+	for _, r := range []struct{ dn, password, file string }{
+		{dovecotReaderDN, dovecotReaderPassword, "dovecot-reader"},
+		{postfixReaderDN, postfixReaderPassword, "postfix-reader"},
+	} {
+		file := filepath.Join(secrets, r.file)
+		if err := os.WriteFile(file, []byte(r.password+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--ldap-reader-dn", r.dn, "--ldap-reader-password-file", file)
+	}
+	d := startDirectory(t, t.TempDir(), args...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			d.kill() // its log is written no more
 			t.Logf("directory log:\n%s", d.log)
 		}
 	})
+	ldapAddr := args[1]
+	// Without a bind no user can be read: what the examples read, they
+	// read as their reader.
+	l, err := ldap.DialURL("ldap://" + ldapAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = l.Search(ldap.NewSearchRequest("ou=users,dc=tohost", ldap.ScopeSingleLevel, ldap.NeverDerefAliases,
+		0, 0, false, "(objectClass=tohostUser)", []string{"mail"}, nil))
+	if !ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights) {
+		t.Fatalf("an anonymous search: %v, want insufficientAccessRights", err)
+	}
 	return d, ldapAddr
 }
 

@@ -32,7 +32,8 @@ func TestPostfixLDAPMaps(t *testing.T) {
 	dir := t.TempDir()
 	server := func(name string) string {
 		return substitute(t, exampleConfig(t, "postfix.md", name),
-			"ldap://dir1.example:3389 ldap://dir2.example:3389", "ldap://"+ldapAddr)
+			"ldap://dir1.example:3389 ldap://dir2.example:3389", "ldap://"+ldapAddr,
+			"bind_pw = CHANGE-ME", "bind_pw = "+postfixReaderPassword)
 	}
 	mailboxes := writeConf(t, dir, "tohost-mailboxes.cf", server("postfix-mailboxes.cf"))
 	transport := writeConf(t, dir, "tohost-transport.cf", server("postfix-transport.cf"))
