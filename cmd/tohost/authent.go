@@ -30,13 +30,19 @@ type dirClientFlags struct {
 	tlsInsecure bool
 }
 
-func (f *dirClientFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.directory, "directory", "127.0.0.1:4020", "directory address(es) host:port, comma-separated, in failover order")
-	fs.StringVar(&f.secret, "secret", "", "shared secret, sent as \"auth <secret>\" on each new connection (prefer --secret-file)")
-	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the shared secret")
-	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "timeout of one request")
-	fs.BoolVar(&f.tls, "tls", false, "connect with TLS")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of the CA(s) to trust for the directory's certificate (implies --tls)")
+// register adds the flags; a daemon (reloads) reads --secret-file again
+// on SIGHUP, a one-shot command does not.
+func (f *dirClientFlags) register(fs *pflag.FlagSet, reloads bool) {
+	secretFile := "file holding the directory's shared secret (the trailing line ending dropped)"
+	if reloads {
+		secretFile += "; SIGHUP reads it again for new connections"
+	}
+	fs.StringVar(&f.directory, "directory", "127.0.0.1:4020", "directory address(es), host:port, comma-separated, in failover order")
+	fs.StringVar(&f.secret, "secret", "", "the directory's shared secret (its --secret), sent as \"auth <secret>\" first on each new connection (prefer --secret-file)")
+	fs.StringVar(&f.secretFile, "secret-file", "", secretFile)
+	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "limit of one request to the directory")
+	fs.BoolVar(&f.tls, "tls", false, "connect to the directory with TLS (the directory's --tls-cert)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of the CA(s) the directory's certificate is verified against (default: the system's; implies --tls)")
 	fs.BoolVar(&f.tlsInsecure, "tls-insecure", false, "do not verify the directory's certificate (implies --tls)")
 }
 
@@ -139,7 +145,7 @@ Logs go to stderr only.`,
 			return err
 		},
 	}
-	flags.register(cmd.Flags())
+	flags.register(cmd.Flags(), false)
 	logs.register(cmd.Flags())
 	return cmd
 }

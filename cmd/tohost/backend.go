@@ -92,11 +92,14 @@ names them or a --peer, and with --accept-default those without one (the proxy's
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBackend(cmd, &f) },
 	}
 	fl := cmd.Flags()
-	f.dir.register(fl)
-	f.listen.register(fl, "127.0.0.1:4082")
+	f.dir.register(fl, true)
+	f.listen.register(fl, listenUse{httpAddr: "127.0.0.1:4082",
+		http: "/metrics, /healthz (503 while --mail-dir is missing), /readyz, /debug/pprof",
+		tls:  "the backend: implicit TLS on --imaps-addr and --pop3s-addr, STARTTLS (POP3: STLS) on --imap-addr, --pop3-addr, --lmtp-addr, --smtp-addr and --submission-addr",
+		idle: "LMTP, SMTP, submission and POP3 connections (IMAP keeps its own: 30 s before login, 35 min after)"})
 	f.log.register(fl)
 	fl.StringVar(&f.name, "name", "", "this backend's name, as users' tohost fields give it (default: the host name)")
-	fl.StringVar(&f.mailDir, "mail-dir", "./tohost-mail", "directory of the users' Maildirs (<domain>/<user>/)")
+	fl.StringVar(&f.mailDir, "mail-dir", "./tohost-mail", "folder of the users' Maildirs (<domain>/<user>/)")
 	fl.StringVar(&f.lmtpAddr, "lmtp-addr", "", "LMTP listen address (off unless given)")
 	fl.StringVar(&f.smtpAddr, "smtp-addr", "", "SMTP listen address for incoming mail (off unless given)")
 	fl.StringVar(&f.imapAddr, "imap-addr", "", "IMAP listen address (off unless given)")
@@ -110,7 +113,7 @@ names them or a --peer, and with --accept-default those without one (the proxy's
 	fl.Int64Var(&f.maxMessageSize, "max-message-size", 64<<20, "largest message taken over LMTP and SMTP, in bytes")
 	fl.IntVar(&f.maxRecipients, "max-recipients", 1000, "recipients of one LMTP or SMTP transaction; more get 452")
 	fl.StringVar(&f.hostname, "hostname", "", "name the servers greet with (default: --name)")
-	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every lookup (pipelined)")
+	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every login and lookup (pipelined)")
 	fl.StringSliceVar(&f.loginTrusted, "login-trusted-networks", nil, "networks (CIDR) of proxies trusted to pass the client's address before login (IMAP ID x-originating-ip, POP3 XCLIENT, as tohost proxy --backend-forward-ip sends them)")
 	fl.BoolVar(&f.pop3MarkSeen, "pop3-mark-seen", true, "flag messages retrieved over POP3 \\Seen when the session ends with QUIT")
 	f.master.register(fl, "IMAP master login name: AUTHENTICATE PLAIN with a user as authorization identity and these credentials logs in as that user, wherever its mailbox lives (for tohost user move; off unless both master flags are given)",

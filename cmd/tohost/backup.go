@@ -42,7 +42,7 @@ tohost export --from.`,
 			return runBackup(cmd.Context(), from, args[0], cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().StringVar(&from, "from", "http://127.0.0.1:4080", "admin HTTP address of the running directory (its --http-addr)")
+	cmd.Flags().StringVar(&from, "from", "http://127.0.0.1:4080", "URL of the running directory's admin HTTP listener (its --http-addr)")
 	return cmd
 }
 

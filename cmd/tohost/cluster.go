@@ -107,7 +107,7 @@ Ctrl-C stops everything; a later start on the same --data-dir keeps users and ma
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCluster(cmd.Context(), cmd.OutOrStdout(), f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.dataDir, "data-dir", "./tohost-cluster", "directory of the cluster's store, Maildirs and demo-users.txt")
+	fl.StringVar(&f.dataDir, "data-dir", "./tohost-cluster", "folder of the cluster's store, Maildirs, demo-users.txt and master-password")
 	fl.StringVar(&f.postgres, "postgres", "", "PostgreSQL URL of the directory's store (default: the embedded store)")
 	fl.StringVar(&f.redis, "redis", "", "Redis URL of the directory's shared cache (with --postgres)")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error (logs go to stderr)")

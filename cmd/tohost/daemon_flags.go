@@ -47,16 +47,32 @@ type listenFlags struct {
 	cert            *listen.Certificate // loaded by tlsConfig; SIGHUP reloads it
 }
 
-// register adds the flags; httpAddr is the admin listener's default.
-func (f *listenFlags) register(fl *pflag.FlagSet, httpAddr string) {
-	fl.StringSliceVar(&f.allow, "allow", []string{"127.0.0.0/8", "::1/128"}, "networks (CIDR) allowed to connect to any listener")
-	fl.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "networks (CIDR) whose connections must start with a PROXY protocol header giving the client's address")
-	fl.IntVar(&f.maxConns, "max-conns", listen.DefaultMaxConns, "maximum connections open at once, all listeners together (the admin HTTP listener aside)")
-	fl.DurationVar(&f.idleTimeout, "idle-timeout", 10*time.Minute, "close connections idle this long, on every listener")
-	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM) for the TLS listeners and STARTTLS")
-	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
-	fl.StringVar(&f.httpAddr, "http-addr", httpAddr, "admin HTTP listen address (/metrics, /healthz, /readyz); empty disables")
-	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", daemon.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long connections get to finish before the daemon exits anyway")
+// listenUse says, for the help of one daemon's shared listener flags, what
+// they apply to there: the flags are the same on every daemon, the
+// listeners they serve are not.
+type listenUse struct {
+	httpAddr string // the admin HTTP listener's default address
+	http     string // what the admin HTTP listener serves
+	tls      string // the listeners --tls-cert/--tls-key serve
+	idle     string // the connections --idle-timeout closes
+	// noIdle, when set, says why the daemon has no use for --idle-timeout,
+	// which is then deprecated there (kept so that old settings still start).
+	noIdle string
+}
+
+// register adds the flags.
+func (f *listenFlags) register(fl *pflag.FlagSet, use listenUse) {
+	fl.StringSliceVar(&f.allow, "allow", []string{"127.0.0.0/8", "::1/128"}, "networks (CIDR, comma-separated) allowed to connect to any listener, the admin HTTP one included")
+	fl.StringSliceVar(&f.trustedProxies, "trusted-proxies", nil, "networks (CIDR, comma-separated) whose connections must start with a PROXY protocol header (v1 or v2) giving the client's address")
+	fl.IntVar(&f.maxConns, "max-conns", listen.DefaultMaxConns, "connections open at once, all listeners together (the admin HTTP listener has its own 64); lowered to fit the open-file limit, with 256 to spare")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 10*time.Minute, "close "+use.idle+" idle this long")
+	if use.noIdle != "" {
+		fl.MarkDeprecated("idle-timeout", use.noIdle)
+	}
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM) of "+use.tls+"; SIGHUP reads it again")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM) of --tls-cert")
+	fl.StringVar(&f.httpAddr, "http-addr", use.httpAddr, "admin HTTP listen address: "+use.http+"; empty disables")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", daemon.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long connections in progress get to finish before the daemon exits anyway (a second signal: at once)")
 }
 
 // check refuses values out of range.

@@ -60,12 +60,15 @@ func newDirectoryCmd() *cobra.Command {
 	fl := cmd.Flags()
 	f.store.register(fl)
 	f.ldap.register(fl)
-	f.listen.register(fl, "127.0.0.1:4080")
+	f.listen.register(fl, listenUse{httpAddr: "127.0.0.1:4080",
+		http: "/metrics, /healthz, /readyz, /debug/pprof, and /backup and /export for --admin-allow clients",
+		tls:  "the directory: --tcpauth-addr then speaks TLS only, --ldap-addr offers StartTLS, --ldaps-addr may listen",
+		idle: "TCPAuth and LDAP connections"})
 	f.log.register(fl)
 	fl.StringVar(&f.tcpauthAddr, "tcpauth-addr", "127.0.0.1:4020", "TCPAuth listen address (TLS with --tls-cert/--tls-key)")
-	fl.StringSliceVar(&f.adminAllow, "admin-allow", []string{"127.0.0.0/8", "::1/128"}, "networks (CIDR) allowed admin commands (set, del, search, rename)")
-	fl.StringVar(&f.secret, "secret", "", "shared secret clients must send with `auth` first (prefer --secret-file)")
-	fl.StringVar(&f.secretFile, "secret-file", "", "file holding the shared secret")
+	fl.StringSliceVar(&f.adminAllow, "admin-allow", []string{"127.0.0.0/8", "::1/128"}, "networks (CIDR, comma-separated) allowed admin commands (set, del, search, rename) without the secret, and the admin HTTP listener's /backup and /export")
+	fl.StringVar(&f.secret, "secret", "", "shared secret: clients must send \"auth <secret>\" first, and may then run admin commands from any network (prefer --secret-file)")
+	fl.StringVar(&f.secretFile, "secret-file", "", "file holding the shared secret (the trailing line ending dropped); SIGHUP reads it again")
 	f.hash.register(fl, "scheme for new passwords: ARGON2ID, BLF-CRYPT, CRYPT (sha512-crypt), SSHA512, SSHA256, SSHA, ...")
 	fl.IntVar(&f.verifyCacheSize, "verify-cache-size", directory.DefaultVerifyCacheSize, "users whose last successful password check is remembered (0: default, -1: off)")
 	fl.DurationVar(&f.verifyCacheTTL, "verify-cache-ttl", directory.DefaultVerifyCacheTTL, "how long a successful password check is remembered")

@@ -53,10 +53,10 @@ after the change; tohost backup is the copy of one moment.`,
 		},
 	}
 	fl := cmd.Flags()
-	f.store.register(fl)
+	f.store.registerBulk(fl, true)
 	fl.StringVar(&f.format, "format", "", "csv, nwauth or ldif (default: from FILE's name, else csv)")
 	fl.StringVar(&f.ldifBase, "ldif-base", importer.DefaultLDIFBase, "DN under which LDIF entries are written")
-	fl.StringVar(&f.from, "from", "", "export from the running directory at this admin HTTP address (its --http-addr) instead of opening the store")
+	fl.StringVar(&f.from, "from", "", "URL of a running directory's admin HTTP listener (its --http-addr, such as http://127.0.0.1:4080) to export from, instead of opening the store")
 	return cmd
 }
 

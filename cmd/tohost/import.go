@@ -77,7 +77,7 @@ The embedded store cannot be imported into while a directory runs on it.`,
 		},
 	}
 	fl := cmd.Flags()
-	f.store.register(fl)
+	f.store.registerBulk(fl, false)
 	fl.StringVar(&f.format, "format", "", "input format: csv, nwauth or ldif (default: from the file name or content)")
 	fl.StringVar(&f.mode, "mode", "upsert", "upsert, insert or replace")
 	fl.BoolVar(&f.yes, "yes", false, "confirm --mode replace, which deletes every user not in the file")

@@ -38,9 +38,9 @@ func (f *ldapFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.anonymousRead, "ldap-anonymous-read", false, "let anonymous and bound clients read every user (userPassword excepted)")
 	fl.StringVar(&f.adminDN, "ldap-admin-dn", "", "the LDAP admin's DN (default cn=admin,<base>)")
 	fl.StringVar(&f.adminPassword, "ldap-admin-password", "", "the LDAP admin's password (prefer --ldap-admin-password-file); none: no admin")
-	fl.StringVar(&f.adminPasswordFile, "ldap-admin-password-file", "", "file holding the LDAP admin's password")
+	fl.StringVar(&f.adminPasswordFile, "ldap-admin-password-file", "", "file holding the LDAP admin's password (the trailing line ending dropped); SIGHUP reads it again")
 	fl.StringArrayVar(&f.readerDNs, "ldap-reader-dn", nil, "DN of a read-only account (mail servers' lookups): reads every user but userPassword, writes nothing; repeat for more, each with its --ldap-reader-password-file")
-	fl.StringArrayVar(&f.readerFiles, "ldap-reader-password-file", nil, "file holding the password of the --ldap-reader-dn in the same position")
+	fl.StringArrayVar(&f.readerFiles, "ldap-reader-password-file", nil, "file holding the password of the --ldap-reader-dn in the same position; SIGHUP reads it again")
 	fl.IntVar(&f.sizeLimit, "ldap-size-limit", ldap.DefaultSizeLimit, "entries one LDAP search returns (a paged search: per page); the admin is exempt; 0: no limit")
 	fl.DurationVar(&f.timeLimit, "ldap-time-limit", ldap.DefaultTimeLimit, "how long one LDAP search may run; the admin is exempt; 0: no limit")
 }

@@ -16,7 +16,13 @@ func newMigrateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply the PostgreSQL schema migrations and exit",
-		Args:  cobra.NoArgs,
+		Long: `migrate applies to the database at --postgres the schema migrations this
+binary holds that it has not applied yet, prints "schema up to date" and exits.
+tohost directory --postgres applies them at start too; migrate does it once,
+before new nodes roll out. Several runs at once take turns (an advisory lock);
+a second run changes nothing.`,
+		Example: `  tohost directory migrate --postgres postgres://tohost@db/tohost`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if url == "" {
 				return errors.New("--postgres is required")
@@ -28,6 +34,6 @@ func newMigrateCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&url, "postgres", "", "PostgreSQL URL")
+	cmd.Flags().StringVar(&url, "postgres", "", "PostgreSQL URL of the directory's store, as tohost directory --postgres (required)")
 	return cmd
 }

@@ -81,23 +81,27 @@ on unprivileged loopback ports.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProxy(cmd, f) },
 	}
 	fl := cmd.Flags()
-	f.dir.register(fl)
-	f.listen.register(fl, "127.0.0.1:4081")
+	f.dir.register(fl, true)
+	f.listen.register(fl, listenUse{httpAddr: "127.0.0.1:4081",
+		http: "/metrics, /healthz, /readyz, /debug/pprof",
+		tls:  "the proxy, as clients see it: implicit TLS on --imaps-addr, --pop3s-addr and --submissions-addr, STARTTLS (POP3: STLS) on --imap-addr, --pop3-addr, --submission-addr and --smtp-addr",
+		noIdle: "the proxy has no idle timeout of its own: --login-timeout bounds the login, --smtp-timeout SMTP transactions, " +
+			"and a relayed session lasts as long as its backend keeps it"})
 	f.log.register(fl)
 	for _, l := range f.listeners {
 		fl.StringVar(&l.addr, l.flag, "", fmt.Sprintf("%s listen address%s (off unless given)", l.proto, map[bool]string{true: ", implicit TLS"}[l.implicit]))
 	}
 	fl.StringVar(&f.defaultBackend, "default-backend", "", "backend of users without a tohost field (host or host:port); several, comma-separated, share one mail directory (tohost backend --shared-mail-dir): each user goes to one chosen by a hash of the name, the next when it cannot be reached; none: their logins fail temporarily")
 	for p, name := range []string{"imap", "pop3", "submission", "smtp"} {
-		help := fmt.Sprintf("backend %s port when tohost has none", name)
+		help := fmt.Sprintf("backend %s port when tohost has none (tohost=\"host:port\" overrides)", strings.ToUpper(name))
 		if name == "smtp" {
-			help = "backend port for incoming mail (LMTP) when tohost has none"
+			help = "backend port for incoming mail (LMTP, or SMTP with --backend-smtp-protocol smtp) when tohost has none (tohost=\"host:port\" overrides)"
 		}
 		fl.IntVar(&f.backendPorts[p], "backend-"+name+"-port", proxy.DefaultPorts[p], help)
 	}
 	fl.StringVar(&f.backendTLS, "backend-tls", "none", "TLS to backends: none, starttls or tls")
-	fl.StringVar(&f.backendTLSCA, "backend-tls-ca", "", "PEM file of the CA(s) backends' certificates are verified against (default: the system's)")
-	fl.BoolVar(&f.backendInsecure, "backend-tls-insecure", false, "do not verify backends' certificates")
+	fl.StringVar(&f.backendTLSCA, "backend-tls-ca", "", "PEM file of the CA(s) the backends' certificates are verified against (default: the system's)")
+	fl.BoolVar(&f.backendInsecure, "backend-tls-insecure", false, "do not verify the backends' certificates")
 	fl.BoolVar(&f.backendProxyProt, "backend-proxy-protocol", false, "send backends a PROXY v2 header with the client's address")
 	fl.BoolVar(&f.forwardIP, "backend-forward-ip", false, "pass the client's address the protocol's way: IMAP ID x-originating-ip, POP3 and SMTP XCLIENT")
 	fl.BoolVar(&f.requireTLS, "require-tls", false, "refuse logins over connections without TLS")
@@ -109,7 +113,7 @@ on unprivileged loopback ports.`,
 	fl.Int64Var(&f.maxMessageSize, "max-message-size", 64<<20, "largest message taken over SMTP, in bytes")
 	fl.IntVar(&f.maxRecipients, "max-recipients", 100, "recipients of one SMTP transaction; more get 452")
 	fl.DurationVar(&f.smtpTimeout, "smtp-timeout", 5*time.Minute, "how long an SMTP client or backend may be silent in a transaction")
-	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every login (pipelined)")
+	fl.IntVar(&f.dirConns, "directory-conns", 4, "connections to the directory, shared by every login and lookup (pipelined)")
 	return cmd
 }
 

@@ -42,7 +42,7 @@ type storeFlags struct {
 }
 
 func (f *storeFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&f.dataDir, "data-dir", "./tohost-data", "directory of the embedded store (one bbolt file), used without --postgres")
+	fl.StringVar(&f.dataDir, "data-dir", "./tohost-data", "folder of the embedded store (one file, tohost.db), used without --postgres")
 	fl.StringVar(&f.postgres, "postgres", "", "PostgreSQL URL (postgres://user@host:5432/db; several hosts with target_session_attrs=read-write follow a failover); replaces the embedded store")
 	fl.Int32Var(&f.pgMaxConns, "postgres-max-conns", 16, "PostgreSQL connection pool size")
 	fl.DurationVar(&f.pgTimeout, "postgres-timeout", 5*time.Second, "limit of one PostgreSQL call; past it the request gets -DEAD")
@@ -55,6 +55,26 @@ func (f *storeFlags) register(fl *pflag.FlagSet) {
 	fl.IntVar(&f.cacheSize, "cache-size", 1_000_000, "users kept in the in-process cache")
 	fl.DurationVar(&f.cacheTTL, "cache-ttl", 5*time.Minute, "how long a user stays in the in-process cache (0: until evicted or invalidated)")
 	fl.DurationVar(&f.negativeTTL, "negative-ttl", 30*time.Second, "how long an unknown name is remembered (0: not at all)")
+}
+
+// bulkUnused are the store flags only a running directory uses (its
+// caches, its replica, its call limit); import and export hide them.
+var bulkUnused = []string{"postgres-timeout", "postgres-read", "postgres-read-lag",
+	"redis-ttl", "redis-stale-after", "cache-size", "cache-ttl", "negative-ttl"}
+
+// registerBulk adds the flags for import or export, the ones that do
+// nothing there hidden: still accepted, so that a command line or
+// environment written for the directory works, but not offered. Export
+// never touches the caches, so it hides --redis and --redis-prefix too.
+func (f *storeFlags) registerBulk(fl *pflag.FlagSet, export bool) {
+	f.register(fl)
+	hide := bulkUnused
+	if export {
+		hide = append(hide[:len(hide):len(hide)], "redis", "redis-prefix")
+	}
+	for _, name := range hide {
+		fl.MarkHidden(name)
+	}
 }
 
 // check refuses values out of range.

@@ -19,7 +19,7 @@ func newUserCmd() *cobra.Command {
 It exits non-zero when the directory answers -ERR or -DEAD, or cannot be reached.
 Admin commands (set, del, search, rename) need an admin network or --secret.`,
 	}
-	flags.register(cmd.PersistentFlags())
+	flags.register(cmd.PersistentFlags(), false)
 
 	// run sends the line built by build and prints the reply.
 	run := func(build func(args []string) (string, error)) func(*cobra.Command, []string) error {

@@ -52,13 +52,13 @@ reach it there. Once the tohost is switched, an interrupt no longer stops the mo
 		},
 	}
 	fl := cmd.Flags()
-	fl.IntVar(&f.imapPort, "backend-imap-port", 143, "IMAP port of the backends, for tohost values without a port")
+	fl.IntVar(&f.imapPort, "backend-imap-port", 143, "backend IMAP port when tohost has none (tohost=\"host:port\" overrides; the proxy's --backend-imap-port)")
 	f.master.register(fl, "the backends' IMAP master login name (backend --master-user)", "file holding the master login's password")
 	fl.StringVar(&f.defaultBackend, "default-backend", "", "where the mailbox of a user with no tohost is (the proxy's --default-backend; of a list, the first)")
 	fl.DurationVar(&f.settle, "settle", 2*time.Second, "wait between the switch and the final pass, for deliveries that were about to store on the old backend")
 	fl.BoolVar(&f.deleteOld, "delete-old", false, "expunge from the old backend the messages copied, and delete its emptied folders")
 	fl.BoolVar(&f.startTLS, "backend-starttls", false, "use STARTTLS on the IMAP connections to the backends")
-	fl.StringVar(&f.tlsCA, "backend-tls-ca", "", "PEM file of the CA(s) to trust for the backends' certificates (implies --backend-starttls)")
+	fl.StringVar(&f.tlsCA, "backend-tls-ca", "", "PEM file of the CA(s) the backends' certificates are verified against (default: the system's; implies --backend-starttls)")
 	return cmd
 }
 
