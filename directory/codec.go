@@ -74,16 +74,6 @@ func (u *User) UnmarshalString(rec string) error {
 	return nil
 }
 
-// RecordName returns the name in an encoded record without decoding the
-// rest ("" if rec is not a record).
-func RecordName(rec string) string {
-	if len(rec) == 0 || rec[0] != codecVersion {
-		return ""
-	}
-	d := decoder{s: rec[1:]}
-	return d.str()
-}
-
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)

@@ -337,3 +337,23 @@ func TestLocalSize(t *testing.T) {
 		t.Fatalf("after a flush: %d entries, %d bytes", n, b)
 	}
 }
+
+// Two names under one hash (forced here; about never otherwise): a read
+// of one never returns the other's record, cached user or known miss.
+func TestLocalHashCollision(t *testing.T) {
+	next := newBolt(t)
+	c := NewLocal(next, LocalOptions{Size: 1000, NegativeTTL: time.Minute})
+	defer c.Close()
+	set(t, c, "b@x", "hb")
+	s, h := c.shard("b@x")
+	other := &directory.User{Name: "a@x", Display: "a@x", Fields: []directory.Field{{Label: "tohost", Value: "ha"}}}
+	c.store(s, h, s.gen, "a@x", other, 0) // a@x's record under b@x's hash
+	u, err := c.Get(ctx, "b@x")
+	if err != nil || u.Name != "b@x" || u.Get("tohost") != "hb" {
+		t.Fatalf("b@x with a@x's record under its hash: %+v, %v", u, err)
+	}
+	c.store(s, h, s.gen, "nobody@x", nil, 0) // a known miss of another name
+	if u, err := c.Get(ctx, "b@x"); err != nil || u.Name != "b@x" {
+		t.Fatalf("b@x with another name's miss under its hash: %+v, %v", u, err)
+	}
+}
