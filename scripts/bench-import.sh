@@ -9,14 +9,7 @@
 # generator folder's slapd/load.sh (slapadd -q).
 #   scripts/bench-import.sh          # USERS=1000000 REPS=2
 set -euo pipefail
-# GEN (optional): folder of a copy of the benchmark generator, a Go module
-# whose ./gen command writes the same population (go run ./gen -n N -format
-# csv|ldif -o FILE); without it scripts/bench-users.sh writes the CSV.
-GEN=${GEN:-}
-if [ -n "$GEN" ]; then
-  [ -d "$GEN/gen" ] || { echo "$0: GEN=$GEN has no gen/ (the generator's folder, or unset GEN)" >&2; exit 2; }
-  GEN=$(cd "$GEN" && pwd)
-fi
+. "$(dirname "$0")/bench-gen.sh" # GEN, users_csv
 cd "$(dirname "$0")/.."
 USERS=${USERS:-1000000} REPS=${REPS:-2}
 PG_ADMIN=${TOHOST_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
@@ -30,11 +23,7 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$work/tohost" ./cmd/tohost
 t="$work/tohost"
-if [ -n "$GEN" ]; then
-  (cd "$GEN" && go run ./gen -n "$USERS" -format csv -o "$work/users.csv")
-else
-  scripts/bench-users.sh "$USERS" "$work/users.csv" "$t"
-fi
+users_csv "$USERS" "$work/users.csv" "$t"
 slapadd=$(command -v slapadd || command -v /usr/sbin/slapadd || true)
 if [ -n "$slapadd" ] && { [ -z "$GEN" ] || [ ! -d "$GEN/slapd" ]; }; then
   echo "# no LDIF comparison: it needs GEN, a generator folder with slapd/" >&2

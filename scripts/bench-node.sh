@@ -8,13 +8,7 @@
 #   scripts/bench-node.sh          # USERS=10000000 CACHE=1000000 SMALL=100000 SECS=10
 #   SKIP_PG=1 scripts/bench-node.sh   # embedded store only
 set -euo pipefail
-# GEN (optional): folder of a copy of the benchmark generator (go run ./gen
-# -n N -format csv -o FILE); without it scripts/bench-users.sh writes the CSV.
-GEN=${GEN:-}
-if [ -n "$GEN" ]; then
-  [ -d "$GEN/gen" ] || { echo "$0: GEN=$GEN has no gen/" >&2; exit 2; }
-  GEN=$(cd "$GEN" && pwd)
-fi
+. "$(dirname "$0")/bench-gen.sh" # GEN, users_csv
 cd "$(dirname "$0")/.."
 USERS=${USERS:-10000000} CACHE=${CACHE:-1000000} SMALL=${SMALL:-100000} SECS=${SECS:-10}
 PG_ADMIN=${TOHOST_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
@@ -30,11 +24,7 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$work/tohost" ./cmd/tohost
 t="$work/tohost"
-if [ -n "$GEN" ]; then
-  (cd "$GEN" && go run ./gen -n "$USERS" -format csv -o "$work/users.csv")
-else
-  scripts/bench-users.sh "$USERS" "$work/users.csv" "$t"
-fi
+users_csv "$USERS" "$work/users.csv" "$t"
 head -n $((SMALL + 1)) "$work/users.csv" >"$work/small.csv"
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
