@@ -84,26 +84,11 @@ type Submitter struct {
 
 // NewSubmitter returns a Submitter for cfg.
 func NewSubmitter(cfg SubmissionConfig) (*Submitter, error) {
-	switch {
-	case strings.TrimSpace(cfg.Name) == "":
-		return nil, errors.New("backend: no name")
-	case cfg.Directory == nil:
-		return nil, errors.New("backend: no directory")
-	case cfg.Queue == nil:
+	if err := checkShared(&cfg.Name, cfg.Directory != nil, &cfg.MaxMessageBytes, &cfg.MaxRecipients, &cfg.IdleTimeout, &cfg.DrainTimeout); err != nil {
+		return nil, err
+	}
+	if cfg.Queue == nil {
 		return nil, errors.New("backend: no queue")
-	}
-	cfg.Name = home.HostOf(strings.TrimSpace(cfg.Name))
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 64 << 20
-	}
-	if cfg.MaxRecipients <= 0 {
-		cfg.MaxRecipients = 1000
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 5 * time.Minute
-	}
-	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 30 * time.Second
 	}
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = 10 * time.Second
