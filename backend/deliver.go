@@ -98,26 +98,11 @@ type Deliverer struct {
 
 // NewDeliverer returns a Deliverer for cfg.
 func NewDeliverer(cfg DeliveryConfig) (*Deliverer, error) {
-	switch {
-	case strings.TrimSpace(cfg.Name) == "":
-		return nil, errors.New("backend: no name")
-	case cfg.Directory == nil:
-		return nil, errors.New("backend: no directory")
-	case cfg.Store == nil:
+	if err := checkShared(&cfg.Name, cfg.Directory != nil, &cfg.MaxMessageBytes, &cfg.MaxRecipients, &cfg.IdleTimeout, &cfg.DrainTimeout); err != nil {
+		return nil, err
+	}
+	if cfg.Store == nil {
 		return nil, errors.New("backend: no store")
-	}
-	cfg.Name = home.HostOf(strings.TrimSpace(cfg.Name))
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 64 << 20
-	}
-	if cfg.MaxRecipients <= 0 {
-		cfg.MaxRecipients = 1000
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 5 * time.Minute
-	}
-	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 30 * time.Second
 	}
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = os.TempDir()

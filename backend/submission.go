@@ -31,7 +31,8 @@ import (
 
 // LoginDirectory checks logins; *authent.Client provides it. Errors wrap
 // authent.ErrBadCredentials (or authent.ErrNotFound) for a wrong password
-// or unknown user; anything else is an outage.
+// or unknown user, authent.ErrInvalidRequest for credentials that cannot
+// be checked at all; anything else is an outage.
 type LoginDirectory interface {
 	Check(ctx context.Context, user, pass, ip string) (authent.User, error)
 }
@@ -84,26 +85,11 @@ type Submitter struct {
 
 // NewSubmitter returns a Submitter for cfg.
 func NewSubmitter(cfg SubmissionConfig) (*Submitter, error) {
-	switch {
-	case strings.TrimSpace(cfg.Name) == "":
-		return nil, errors.New("backend: no name")
-	case cfg.Directory == nil:
-		return nil, errors.New("backend: no directory")
-	case cfg.Queue == nil:
+	if err := checkShared(&cfg.Name, cfg.Directory != nil, &cfg.MaxMessageBytes, &cfg.MaxRecipients, &cfg.IdleTimeout, &cfg.DrainTimeout); err != nil {
+		return nil, err
+	}
+	if cfg.Queue == nil {
 		return nil, errors.New("backend: no queue")
-	}
-	cfg.Name = home.HostOf(strings.TrimSpace(cfg.Name))
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = 64 << 20
-	}
-	if cfg.MaxRecipients <= 0 {
-		cfg.MaxRecipients = 1000
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 5 * time.Minute
-	}
-	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 30 * time.Second
 	}
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = 10 * time.Second
@@ -194,6 +180,12 @@ func (m *submission) authenticate(login, pass string) error {
 	case errors.Is(err, authent.ErrBadCredentials) || errors.Is(err, authent.ErrNotFound):
 		cfg.Metrics.login(outcomeLoginFailed)
 		log.Info("submission login failed")
+		return errBadAuth
+	case errors.Is(err, authent.ErrInvalidRequest):
+		// A name or password the directory cannot be asked about (a
+		// space, a line break, empty): the client's mistake, no outage.
+		cfg.Metrics.login(outcomeLoginFailed)
+		log.Info("submission login failed", "err", err)
 		return errBadAuth
 	case err != nil:
 		cfg.Metrics.login(outcomeUnavailable)

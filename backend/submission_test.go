@@ -28,7 +28,12 @@ type loginDirectory struct {
 	down      atomic.Bool
 }
 
-func (d *loginDirectory) Check(ctx context.Context, user, pass, _ string) (authent.User, error) {
+func (d *loginDirectory) Check(ctx context.Context, user, pass, ip string) (authent.User, error) {
+	// As *authent.Client: credentials that cannot travel on a request
+	// line are refused before anything is sent.
+	if _, err := authent.CheckLine(user, pass, ip); err != nil {
+		return authent.User{}, err
+	}
 	if d.down.Load() {
 		return authent.User{}, fmt.Errorf("%w: connection refused", authent.ErrUnavailable)
 	}
@@ -205,6 +210,21 @@ func TestSubmissionLoginFailures(t *testing.T) {
 	c.cmd("AUTH LOGIN "+b64("alice@example.com"), "334 "+b64("Password:"))
 	c.cmd(b64("secret"), "235 ")
 	c.cmd("MAIL FROM:<alice@example.com>", "250 ")
+}
+
+// Credentials the directory cannot even be asked about (a space in the
+// name, an empty password, a line break) are the client's mistake: 535,
+// not a 454 that invites it to try again.
+func TestSubmissionMalformedCredentials(t *testing.T) {
+	h := startSubmission(t)
+	c := dialClient(t, h.addr)
+	c.cmd("EHLO client.test", "250 ")
+	c.cmd("AUTH PLAIN "+plain("alice example.com", "secret"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plain("alice@example.com", ""), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plain("", "secret"), "535 5.7.8")
+	c.cmd("AUTH LOGIN "+b64("alice@example.com\r\nquit"), "334 "+b64("Password:"))
+	c.cmd(b64("secret"), "535 5.7.8")
+	c.cmd("AUTH PLAIN "+plain("alice@example.com", "secret"), "235 ")
 }
 
 func TestSubmissionSenderMustBeOwn(t *testing.T) {
