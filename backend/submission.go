@@ -31,8 +31,8 @@ import (
 
 // LoginDirectory checks logins; *authent.Client provides it. Errors wrap
 // authent.ErrBadCredentials (or authent.ErrNotFound) for a wrong password
-// or unknown user, authent.ErrInvalidRequest for credentials that cannot
-// be checked at all; anything else is an outage.
+// or unknown user, and for a name or password that cannot be checked at
+// all (authent.CheckLine); anything else is an outage.
 type LoginDirectory interface {
 	Check(ctx context.Context, user, pass, ip string) (authent.User, error)
 }
@@ -180,12 +180,6 @@ func (m *submission) authenticate(login, pass string) error {
 	case errors.Is(err, authent.ErrBadCredentials) || errors.Is(err, authent.ErrNotFound):
 		cfg.Metrics.login(outcomeLoginFailed)
 		log.Info("submission login failed")
-		return errBadAuth
-	case errors.Is(err, authent.ErrInvalidRequest):
-		// A name or password the directory cannot be asked about (a
-		// space, a line break, empty): the client's mistake, no outage.
-		cfg.Metrics.login(outcomeLoginFailed)
-		log.Info("submission login failed", "err", err)
 		return errBadAuth
 	case err != nil:
 		cfg.Metrics.login(outcomeUnavailable)

@@ -189,10 +189,28 @@ func (e *ReplyError) Unwrap() []error { return e.kinds }
 
 // RequestError is a request refused before it was sent: a user name or
 // password that cannot travel on one protocol line, say.
-type RequestError struct{ Msg string }
+type RequestError struct {
+	Msg string
+	// Credentials: the refused words are the user name or password of a
+	// check, which no user can have; the error is then ErrBadCredentials
+	// too, so a login with them fails as a wrong password does (counted,
+	// penalized) rather than as a directory outage.
+	Credentials bool
+}
 
-func (e *RequestError) Error() string        { return "invalid request: " + e.Msg }
-func (e *RequestError) Is(target error) bool { return target == ErrInvalidRequest }
+func (e *RequestError) Error() string { return "invalid request: " + e.Msg }
+func (e *RequestError) Is(target error) bool {
+	return target == ErrInvalidRequest || (e.Credentials && target == ErrBadCredentials)
+}
+
+// asCredentials marks a RequestError as one about a check's credentials.
+func asCredentials(err error) error {
+	var re *RequestError
+	if errors.As(err, &re) {
+		re.Credentials = true
+	}
+	return err
+}
 
 func invalid(format string, args ...any) error {
 	return &RequestError{Msg: fmt.Sprintf(format, args...)}

@@ -422,6 +422,23 @@ func TestClientRefusesBadInput(t *testing.T) {
 	if n := len(f.Lines()); n != 0 {
 		t.Errorf("%d bad requests reached the server", n)
 	}
+	// A check's name or password that cannot be sent is bad credentials
+	// (a failed login), its client address is the caller's error.
+	for name, err := range bad {
+		want := strings.HasPrefix(name, "password with")
+		if got := errors.Is(err, authent.ErrBadCredentials); got != want {
+			t.Errorf("%s: ErrBadCredentials %v, want %v (%v)", name, got, want, err)
+		}
+	}
+	for name, creds := range map[string][3]string{"user with space": {"bob smith", "pw", ""},
+		"empty user": {"", "pw", ""}, "empty password": {"bob", "", ""}} {
+		if _, err := c.Check(ctx, creds[0], creds[1], creds[2]); !errors.Is(err, authent.ErrBadCredentials) || !errors.Is(err, authent.ErrInvalidRequest) {
+			t.Errorf("check, %s: got %v, want ErrBadCredentials and ErrInvalidRequest", name, err)
+		}
+	}
+	if _, err := c.Check(ctx, "bob", "pw", "not an address"); errors.Is(err, authent.ErrBadCredentials) || !errors.Is(err, authent.ErrInvalidRequest) {
+		t.Errorf("check with a bad client address: got %v, want ErrInvalidRequest only", err)
+	}
 }
 
 func TestClientPipelining(t *testing.T) {

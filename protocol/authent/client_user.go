@@ -166,10 +166,10 @@ func LookupLine(user string) (string, error) {
 // CheckLine returns the request line `check <user> <pass> [<ip>]`.
 func CheckLine(user, pass, ip string) (string, error) {
 	if err := checkWord("user name", user, true); err != nil {
-		return "", err
+		return "", asCredentials(err)
 	}
 	if err := checkWord("password", pass, false); err != nil {
-		return "", err
+		return "", asCredentials(err)
 	}
 	line := "check " + user + " " + pass
 	if ip != "" {
