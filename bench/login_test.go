@@ -9,14 +9,12 @@ import (
 	"testing"
 )
 
-// fakeIMAP answers LOGIN with OK when the password is the population's,
-// with NO otherwise; broken makes it accept every password.
-func fakeIMAP(t *testing.T, broken bool) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+// serveLines accepts connections on a loopback listener until the end of
+// the test and, on each, sends greeting and runs handle; the connection is
+// closed when handle returns.
+func serveLines(t *testing.T, greeting string, handle func(c net.Conn, r *bufio.Reader)) string {
+	t.Helper()
+	ln := listen(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -26,34 +24,42 @@ func fakeIMAP(t *testing.T, broken bool) string {
 			go func() {
 				defer c.Close()
 				r := bufio.NewReader(c)
-				c.Write([]byte("* OK ready\r\n"))
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					f := strings.Fields(l)
-					switch {
-					case len(f) == 4 && f[1] == "LOGIN":
-						user, pass := strings.Trim(f[2], `"`), strings.Trim(f[3], `"`)
-						ok := broken
-						for i := range 10 {
-							ok = ok || user == Login(i) && pass == Password(i)
-						}
-						if ok {
-							c.Write([]byte(f[0] + " OK logged in\r\n"))
-						} else {
-							c.Write([]byte(f[0] + " NO [AUTHENTICATIONFAILED] no\r\n"))
-						}
-					case len(f) == 2 && f[1] == "LOGOUT":
-						c.Write([]byte("* BYE\r\n" + f[0] + " OK bye\r\n"))
-						return
-					}
-				}
+				c.Write([]byte(greeting))
+				handle(c, r)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// fakeIMAP answers LOGIN with OK when the password is the population's,
+// with NO otherwise; broken makes it accept every password.
+func fakeIMAP(t *testing.T, broken bool) string {
+	return serveLines(t, "* OK ready\r\n", func(c net.Conn, r *bufio.Reader) {
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			f := strings.Fields(l)
+			switch {
+			case len(f) == 4 && f[1] == "LOGIN":
+				user, pass := strings.Trim(f[2], `"`), strings.Trim(f[3], `"`)
+				ok := broken
+				for i := range 10 {
+					ok = ok || user == Login(i) && pass == Password(i)
+				}
+				if ok {
+					c.Write([]byte(f[0] + " OK logged in\r\n"))
+				} else {
+					c.Write([]byte(f[0] + " NO [AUTHENTICATIONFAILED] no\r\n"))
+				}
+			case len(f) == 2 && f[1] == "LOGOUT":
+				c.Write([]byte("* BYE\r\n" + f[0] + " OK bye\r\n"))
+				return
+			}
+		}
+	})
 }
 
 func TestIMAPLogins(t *testing.T) {
@@ -74,62 +80,45 @@ func TestIMAPLogins(t *testing.T) {
 // [IN-USE]. It lets the lock go before its reply to QUIT, so only sessions
 // that overlap compete.
 func fakePOP3(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var mu sync.Mutex
 	locked := map[string]bool{}
-	go func() {
+	return serveLines(t, "+OK ready\r\n", func(c net.Conn, r *bufio.Reader) {
+		var user, holds string
+		unlock := func() {
+			mu.Lock()
+			delete(locked, holds)
+			mu.Unlock()
+			holds = ""
+		}
+		defer unlock()
 		for {
-			c, err := ln.Accept()
+			l, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				c.Write([]byte("+OK ready\r\n"))
-				var user, holds string
-				unlock := func() {
-					mu.Lock()
-					delete(locked, holds)
-					mu.Unlock()
-					holds = ""
+			cmd, arg, _ := strings.Cut(strings.TrimRight(l, "\r\n"), " ")
+			switch cmd {
+			case "USER":
+				user = arg
+				c.Write([]byte("+OK\r\n"))
+			case "PASS":
+				mu.Lock()
+				busy := locked[user]
+				locked[user] = true
+				mu.Unlock()
+				if busy {
+					c.Write([]byte("-ERR [IN-USE] Mailbox in use by another session.\r\n"))
+					return
 				}
-				defer unlock()
-				for {
-					l, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd, arg, _ := strings.Cut(strings.TrimRight(l, "\r\n"), " ")
-					switch cmd {
-					case "USER":
-						user = arg
-						c.Write([]byte("+OK\r\n"))
-					case "PASS":
-						mu.Lock()
-						busy := locked[user]
-						locked[user] = true
-						mu.Unlock()
-						if busy {
-							c.Write([]byte("-ERR [IN-USE] Mailbox in use by another session.\r\n"))
-							return
-						}
-						holds = user
-						c.Write([]byte("+OK logged in\r\n"))
-					case "QUIT":
-						unlock()
-						c.Write([]byte("+OK bye\r\n"))
-						return
-					}
-				}
-			}()
+				holds = user
+				c.Write([]byte("+OK logged in\r\n"))
+			case "QUIT":
+				unlock()
+				c.Write([]byte("+OK bye\r\n"))
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestPOP3LoginsOwnUsers: POP3 sessions of the bench never compete for a

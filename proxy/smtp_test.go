@@ -43,39 +43,19 @@ const smtpMsg = "From: alice@example.com\r\nTo: bob@example.org\r\nSubject: hi\r
 
 func TestSubmissionRelaysAsUser(t *testing.T) {
 	be := startFakeSMTP(t, fakeSMTPOpts{keepBody: true})
-	be.users["alice@example.com"] = "secret"
 	be.rcptReply["nobody@example.org"] = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 2}, Message: "backend says no"}
-	env := startSMTPProxy(t, Config{}, Submission, SMTPOptions{})
-	env.dir.add("alice@example.com", "secret", be.addr)
-
-	c, err := smtp.Dial(env.px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialAliceSubmission(t, be)
 	if ok, _ := c.Extension("AUTH"); !ok {
 		t.Fatal("AUTH not announced")
 	}
-	if err := c.Auth(sasl.NewPlainClient("", "alice@example.com", "secret")); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("alice@example.com", nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt("bob@example.org", nil); err != nil {
-		t.Fatal(err)
-	}
+	aliceToBob(t, c)
 	// The backend's refusal is the reply, code and enhanced code.
-	err = c.Rcpt("nobody@example.org", nil)
+	err := c.Rcpt("nobody@example.org", nil)
 	var se *smtp.SMTPError
 	if !errorsAs(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 2}) {
 		t.Fatalf("RCPT refused by the backend: %v, want its 550 5.1.2", err)
 	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, smtpMsg)
+	w := writeSMTPMsg(t, c)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,19 +78,26 @@ func TestSubmissionRelaysAsUser(t *testing.T) {
 
 func errorsAs(err error, se **smtp.SMTPError) bool { return errors.As(err, se) }
 
-// The backend's 250 to DATA reaches the client as it is: its text names
-// the backend's queue id.
-func TestSubmissionPassesBackendOK(t *testing.T) {
-	be := startFakeSMTP(t, fakeSMTPOpts{})
+// dialAliceSubmission starts a submission proxy in front of be, where
+// alice@example.com's password is secret, and connects to it; the
+// connection is closed at the end of the test.
+func dialAliceSubmission(t *testing.T, be *fakeSMTP) *smtp.Client {
+	t.Helper()
 	be.users["alice@example.com"] = "secret"
-	be.dataReply["bob@example.org"] = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "queued as 0123ABCD"}
 	env := startSMTPProxy(t, Config{}, Submission, SMTPOptions{})
 	env.dir.add("alice@example.com", "secret", be.addr)
 	c, err := smtp.Dial(env.px.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// aliceToBob logs in as alice@example.com and starts a transaction from
+// her to bob@example.org.
+func aliceToBob(t *testing.T, c *smtp.Client) {
+	t.Helper()
 	if err := c.Auth(sasl.NewPlainClient("", "alice@example.com", "secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -120,11 +107,27 @@ func TestSubmissionPassesBackendOK(t *testing.T) {
 	if err := c.Rcpt("bob@example.org", nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// writeSMTPMsg starts DATA and writes smtpMsg; the caller ends it.
+func writeSMTPMsg(t *testing.T, c *smtp.Client) *smtp.DataCommand {
+	t.Helper()
 	w, err := c.Data()
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.WriteString(w, smtpMsg)
+	return w
+}
+
+// The backend's 250 to DATA reaches the client as it is: its text names
+// the backend's queue id.
+func TestSubmissionPassesBackendOK(t *testing.T) {
+	be := startFakeSMTP(t, fakeSMTPOpts{})
+	be.dataReply["bob@example.org"] = &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "queued as 0123ABCD"}
+	c := dialAliceSubmission(t, be)
+	aliceToBob(t, c)
+	w := writeSMTPMsg(t, c)
 	resp, err := w.CloseWithResponse()
 	if err != nil || resp.StatusText != "2.0.0 queued as 0123ABCD" {
 		t.Fatalf("reply to DATA: %+v, %v", resp, err)
@@ -718,11 +721,7 @@ func TestIncomingOverSMTP(t *testing.T) {
 	if err := c.Rcpt("a@example.com", nil); err != nil {
 		t.Fatal(err)
 	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, smtpMsg)
+	w := writeSMTPMsg(t, c)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

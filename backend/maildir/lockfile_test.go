@@ -133,6 +133,20 @@ func TestFileLockStaleBroken(t *testing.T) {
 	}
 }
 
+// mailboxes opens user's mailbox through each of the stores.
+func mailboxes(t *testing.T, stores []*Store, user string) []*Mailbox {
+	t.Helper()
+	var mbs []*Mailbox
+	for _, s := range stores {
+		mb, err := s.Mailbox(user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mbs = append(mbs, mb)
+	}
+	return mbs
+}
+
 // TestFileLockLiveHolderKept: a holder on another host keeps its lock for
 // several times the stale time by refreshing it; the other Store's
 // tryLock gets ErrInUse all along and its waiting lock is given only
@@ -140,14 +154,7 @@ func TestFileLockStaleBroken(t *testing.T) {
 func TestFileLockLiveHolderKept(t *testing.T) {
 	const stale = 600 * time.Millisecond
 	_, stores := sharedStores(t, stale, "mx1.example", "mx2.example")
-	var mbs []*Mailbox
-	for _, s := range stores {
-		mb, err := s.Mailbox("ann")
-		if err != nil {
-			t.Fatal(err)
-		}
-		mbs = append(mbs, mb)
-	}
+	mbs := mailboxes(t, stores, "ann")
 	unlock, err := mbs[0].LockPOP3()
 	if err != nil {
 		t.Fatal(err)
@@ -198,14 +205,7 @@ func TestFileLockLiveHolderKept(t *testing.T) {
 // the other until it is released.
 func TestSharedPOP3Lock(t *testing.T) {
 	_, stores := sharedStores(t, DefaultLockStale, "mx1.example", "mx2.example")
-	var mbs []*Mailbox
-	for _, s := range stores {
-		mb, err := s.Mailbox("Ann@Example.org")
-		if err != nil {
-			t.Fatal(err)
-		}
-		mbs = append(mbs, mb)
-	}
+	mbs := mailboxes(t, stores, "Ann@Example.org")
 	unlock, err := mbs[0].LockPOP3()
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tohost/tohost/directory"
+	"github.com/tohost/tohost/directory/watch"
 )
 
 // RedisOptions configures Redis.
@@ -79,9 +80,7 @@ type Redis struct {
 	channel string
 
 	downUntil atomic.Int64 // Unix ns; Redis is skipped until then
-	isDown    atomic.Bool
-	downSince atomic.Int64 // Unix ns; when the outage began
-	failures  atomic.Int64 // Redis calls failed in this outage
+	outage    watch.Outage // logged once when it begins, once when it ends
 
 	mu       sync.Mutex
 	pending  []string // invalidations not yet delivered
@@ -347,11 +346,8 @@ func (r *Redis) up() bool { return time.Now().UnixNano() >= r.downUntil.Load() }
 // logged, the rest only counted.
 func (r *Redis) failed(err error) {
 	r.opts.Metrics.redisError()
-	now := time.Now()
-	r.downUntil.Store(now.Add(downFor).UnixNano())
-	r.failures.Add(1)
-	if !r.isDown.Swap(true) {
-		r.downSince.Store(now.UnixNano())
+	r.downUntil.Store(time.Now().Add(downFor).UnixNano())
+	if r.outage.Fail() {
 		r.log.Error("redis unavailable, serving from the store", "err", err)
 	}
 }
@@ -423,9 +419,9 @@ func (r *Redis) receive(msg any) {
 		if r.local != nil {
 			r.local.Flush()
 		}
-		if r.isDown.Swap(false) {
-			r.log.Info("redis available again; in-process cache flushed", "failed", r.failures.Swap(0),
-				"down_for", time.Since(time.Unix(0, r.downSince.Load())).Round(time.Millisecond).String())
+		if failed, lasted, ended := r.outage.End(); ended {
+			r.log.Info("redis available again; in-process cache flushed", "failed", failed,
+				"down_for", lasted.Round(time.Millisecond).String())
 		}
 	case *redis.Message:
 		r.heard()
@@ -446,7 +442,7 @@ func (r *Redis) heard() {
 		r.local.Trust()
 	}
 	r.stale.Store(false)
-	r.isDown.Store(false)
+	r.outage.End() // the next failure is logged again
 	r.opts.Metrics.setStale(false)
 	r.log.Info("invalidation channel heard again; in-process cache flushed and in use")
 	select {

@@ -14,8 +14,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tohost/tohost/directory"
@@ -27,11 +25,7 @@ type Store struct {
 	name string // what the log lines call the store: bolt, postgres
 	log  *slog.Logger
 
-	down atomic.Bool // read by every call; the rest only when it changes
-
-	mu     sync.Mutex
-	since  time.Time // when the outage began
-	failed int64     // calls failed since
+	outage Outage
 }
 
 // New wraps next; name is what the log lines call it.
@@ -43,7 +37,7 @@ func New(next directory.Store, name string, log *slog.Logger) *Store {
 }
 
 // Down reports whether the last call that reached the store failed.
-func (s *Store) Down() bool { return s.down.Load() }
+func (s *Store) Down() bool { return s.outage.Down() }
 
 // Note records the outcome of a call made to the store outside this
 // wrapper (a health probe), as if it had gone through it.
@@ -58,33 +52,16 @@ func (s *Store) note(ctx context.Context, err error) {
 	}
 	// Any other answer (a user, "no such user", a refused change) means
 	// the store is answering.
-	if s.down.Load() {
-		s.recovered()
+	if failed, downFor, ended := s.outage.End(); ended {
+		s.log.Info("store available again", "store", s.name, "failed", failed,
+			"down_for", downFor.Round(time.Millisecond).String())
 	}
 }
 
 func (s *Store) failure(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failed++
-	if s.down.Load() {
-		return
+	if s.outage.Fail() {
+		s.log.Error("store unavailable", "store", s.name, "err", err)
 	}
-	s.down.Store(true)
-	s.since = time.Now()
-	s.log.Error("store unavailable", "store", s.name, "err", err)
-}
-
-func (s *Store) recovered() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.down.Load() {
-		return // another call got here first
-	}
-	s.down.Store(false)
-	s.log.Info("store available again", "store", s.name, "failed", s.failed,
-		"down_for", time.Since(s.since).Round(time.Millisecond).String())
-	s.failed = 0
 }
 
 // Get implements directory.Store.
